@@ -1,0 +1,1 @@
+"""The evaluation engine: registry, backbone contract, feature cache, probes, evaluate(), results and CLI."""

@@ -1,0 +1,101 @@
+"""The backbone contract every model is evaluated through.
+
+A backbone is an `nn.Module` that maps a clip `(B, T, C, H, W)` (float, already in its own normalisation; an
+image is `T = 1`) to per-layer token grids `{layer: (B, T', H', W', D)}`. Layer selection follows timm's
+`forward_intermediates` rule, resolved once by `resolve_layers`: None = every layer, an int n = the last n, a
+list = those layers, negative indices count from the end. Implementations stop after the deepest requested
+layer. Metadata (`num_layers`, `embed_dim`, `num_heads`, `default_layer`, `preprocess`) lets tasks build their
+inputs without hard-coding anything, and `fingerprint()` names the exact weights in every cache key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+Layers = int | Sequence[int] | None
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a backbone wants its frames: tasks read this instead of hard-coding resolutions and statistics."""
+
+    resolution: int = 224  # square side in pixels after resize + crop
+    frames: int = 16  # frames per clip for video tasks
+    frame_stride: int = 4  # sample every `frame_stride`-th frame
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    tokenizer: str = "none"  # recorded in results and cache keys
+
+    def normalize(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 `(..., C, H, W)` frames -> float in this backbone's normalisation."""
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
+        return (frames.float() / 255.0 - mean) / std
+
+
+def resolve_layers(num_layers: int, layers: Layers) -> list[int]:
+    """timm's `feature_take_indices` rule: None = all, int n = last n, negatives count from the end."""
+    if layers is None:
+        return list(range(num_layers))
+    if isinstance(layers, int):
+        if not 0 < layers <= num_layers:
+            raise ConfigError(f"asked for the last {layers} layers of a {num_layers}-layer backbone")
+        return list(range(num_layers - layers, num_layers))
+    out = []
+    for i in layers:
+        j = i + num_layers if i < 0 else i
+        if not 0 <= j < num_layers:
+            raise ConfigError(f"layer {i} does not exist in a {num_layers}-layer backbone (0..{num_layers - 1})")
+        out.append(j)
+    return sorted(set(out))
+
+
+class Backbone(nn.Module, ABC):
+    """Base class of every evaluated model. Subclasses set the metadata and implement `forward_features`."""
+
+    name: str = "backbone"
+    num_layers: int
+    embed_dim: int
+    num_heads: int
+    patch_size: int = 16  # spatial pixels per token side
+    preprocess: Preprocess = Preprocess()
+    random_init: bool = False  # weights are an untrained initialisation, recorded in results
+    checkpoint: str | None = None  # path of the loaded weights, if any
+
+    @property
+    def default_layer(self) -> int:
+        """The layer a task uses when it probes one layer only (Toto: the middle of the network)."""
+        return self.num_layers // 2
+
+    @abstractmethod
+    def forward_features(self, x: torch.Tensor, layers: Layers = None) -> dict[int, torch.Tensor]:
+        """`(B, T, C, H, W)` -> `{layer: (B, T', H', W', D)}` for the resolved layers, special tokens removed."""
+
+    def token_grid(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """`(T', H', W')` of the grid for an input of that size; the default is one token per patch per frame."""
+        return frames, height // self.patch_size, width // self.patch_size
+
+    def config(self) -> dict:
+        """Everything (besides weights) that changes the features; part of the fingerprint."""
+        return {"name": self.name, "preprocess": dataclasses.asdict(self.preprocess)}
+
+    def fingerprint(self) -> str:
+        """A stable hash of name, config and the exact parameter and buffer bytes."""
+        h = hashlib.sha256(json.dumps(self.config(), sort_keys=True, default=str).encode())
+        for key, tensor in sorted(self.state_dict().items()):
+            h.update(key.encode())
+            h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,101 @@
+"""What a task is: a registered class with a frozen `Config`, a version, tags, a main metric and `evaluate`.
+
+A task owns its data (official layout, plus a mini generator writing the same layout), its protocol and its
+metric. It never trains or caches features by hand: it asks `ctx.cache` for features and `harness.probes` for
+the probe grid. It returns a `TaskOutput`; the runner adds the provenance and writes the `TaskResult`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from .backbone import Backbone, Layers
+from .errors import DataError
+
+if TYPE_CHECKING:
+    from .cache import FeatureCache
+
+
+@dataclass
+class RunContext:
+    """Everything a task needs from the run besides the backbone."""
+
+    cache: FeatureCache
+    data_root: Path | None  # None: the mini suite
+    mini_root: Path  # where mini datasets are generated on first use
+    device: torch.device = torch.device("cpu")
+    seed: int = 0
+    layers: Layers = None  # --layers; None lets the task choose (usually every layer)
+    limit: int | None = None  # a seeded random subset of this many samples per split
+    batch_size: int = 32
+    progress: bool = True
+    num_workers: int = 0
+
+    @property
+    def mini(self) -> bool:
+        return self.data_root is None
+
+    def dataset_root(self, dirname: str, make_mini: Callable[[Path], None]) -> Path:
+        """`<data-root>/<dirname>`, or the mini version, generated once (atomically) on first use."""
+        if self.data_root is not None:
+            root = self.data_root / dirname
+            if not root.is_dir():
+                raise DataError(f"{root}: dataset folder not found (expected under --data-root {self.data_root})")
+            return root
+        root = self.mini_root / dirname
+        if not (root / ".complete").exists():
+            _generate_atomically(root, make_mini)
+        return root
+
+
+def _generate_atomically(root: Path, make_mini: Callable[[Path], None]) -> None:
+    # Generate into a sibling temp folder and rename, so an interrupted generation never looks complete.
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        make_mini(tmp)
+        (tmp / ".complete").write_text("ok\n")
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class TaskOutput:
+    """What `Task.evaluate` returns; the runner wraps it into a `TaskResult`."""
+
+    metrics: dict[str, float]  # must contain the task's main_metric
+    per_layer: list[dict[str, Any]] = field(default_factory=list)  # one row per (layer, head): scores
+    selected: dict[str, Any] | None = None  # the selected head (layer, probe, lr, ...)
+    data: dict[str, Any] = field(default_factory=dict)  # dataset fingerprint, counts, skipped files
+    extra: dict[str, Any] = field(default_factory=dict)  # task-specific: cache stats, timings, curves
+
+
+class Task(ABC):
+    """Base class of every task. Subclasses define `Config` (a frozen dataclass) and `evaluate`."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    tags: ClassVar[tuple[str, ...]] = ()
+    main_metric: ClassVar[str]
+    higher_is_better: ClassVar[bool] = True
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @abstractmethod
+    def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
+        """Run the whole protocol on `backbone` and return its metrics."""

@@ -1,0 +1,1 @@
+"""toto_eval.tasks"""
