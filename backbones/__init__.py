@@ -1,1 +1,3 @@
-"""toto_eval.backbones"""
+"""Built-in backbones, one module per family; importing this package registers them."""
+
+from . import toto  # noqa: F401

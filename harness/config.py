@@ -44,9 +44,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() == "none"):
-            if type(None) in typing.get_args(tp):
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() == "none")
+        if is_none and type(None) in typing.get_args(tp):
+            return None
         errors = []
         for arm in typing.get_args(tp):
             if arm is type(None):

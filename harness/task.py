@@ -7,22 +7,24 @@ the probe grid. It returns a `TaskOutput`; the runner adds the provenance and wr
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 
-from .backbone import Backbone, Layers
+from .backbone import Backbone, Layers, resolve_layers
 from .errors import DataError
 
 if TYPE_CHECKING:
-    from .cache import FeatureCache
+    from .cache import ClipSource, FeatureCache, Features
 
 
 @dataclass
@@ -44,6 +46,31 @@ class RunContext:
     def mini(self) -> bool:
         return self.data_root is None
 
+    def features(
+        self, backbone: Backbone, source: ClipSource, *, layers: Sequence[int], token_layers: Sequence[int] = ()
+    ) -> Features:
+        """Cached features of `source` (after --limit), one backbone pass for every layer."""
+        return self.cache.extract(
+            backbone,
+            self.subset(source),
+            layers=layers,
+            token_layers=token_layers,
+            device=self.device,
+            batch_size=self.batch_size,
+            progress=self.progress,
+            num_workers=self.num_workers,
+        )
+
+    def subset(self, source: ClipSource) -> ClipSource:
+        """The seeded random subset of `--limit` samples (not the first N, which would be biased)."""
+        if self.limit is None or self.limit >= len(source):
+            return source
+        return Subset(source, self.limit, self.seed)
+
+    def probe_layers(self, backbone: Backbone) -> list[int]:
+        """The layers to probe: --layers if given, else every layer."""
+        return resolve_layers(backbone.num_layers, self.layers)
+
     def dataset_root(self, dirname: str, make_mini: Callable[[Path], None]) -> Path:
         """`<data-root>/<dirname>`, or the mini version, generated once (atomically) on first use."""
         if self.data_root is not None:
@@ -55,6 +82,33 @@ class RunContext:
         if not (root / ".complete").exists():
             _generate_atomically(root, make_mini)
         return root
+
+
+class Subset:
+    """A seeded random subset of a source, in the source's order; its identity names the subset."""
+
+    def __init__(self, source: ClipSource, n: int, seed: int) -> None:
+        self.source = source
+        self.rows = np.sort(np.random.default_rng(seed).choice(len(source), size=n, replace=False))
+        self.ids = [source.ids[i] for i in self.rows]
+
+    def identity(self) -> dict:
+        return {**self.source.identity(), "subset": {"n": len(self.rows), "rows_sha": _sha(self.rows.tobytes())}}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The subset's rows of `source.labels` (sources with labels keep them as an (N,) array)."""
+        return np.asarray(self.source.labels)[self.rows]
+
+    def load(self, i: int) -> torch.Tensor:
+        return self.source.load(int(self.rows[i]))
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def _generate_atomically(root: Path, make_mini: Callable[[Path], None]) -> None:

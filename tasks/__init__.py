@@ -1,1 +1,3 @@
-"""toto_eval.tasks"""
+"""Built-in tasks, one subpackage per task; importing this package registers them."""
+
+from . import imagenet_probe  # noqa: F401
