@@ -1,0 +1,78 @@
+"""Toto behind the backbone contract: grid layout, special tokens, causality across frames, early stopping, and
+checkpoints that do not fit.
+
+Run: python -m pytest tests/test_toto_backbone.py -q
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from toto_eval.backbones.toto import START_IMAGE, START_VIDEO
+from toto_eval.harness.errors import CheckpointError
+from toto_eval.harness.evaluate import create_backbone
+from toto_eval.pretrain.checkpoint import save_checkpoint
+from toto_eval.pretrain.model import Toto
+
+
+@pytest.fixture(scope="module")
+def toto():
+    return create_backbone("toto_test").eval()
+
+
+def test_grid_shapes_and_layer_rule(toto):
+    x = torch.randn(2, 3, 3, 64, 64)
+    out = toto.forward_features(x, layers=2)
+    assert sorted(out) == [2, 3]
+    assert out[3].shape == (2, 3, 8, 8, 64) == (2, *toto.token_grid(3, 64, 64), toto.embed_dim)
+
+
+def test_early_stop_equals_full_forward(toto):
+    x = torch.randn(1, 2, 3, 64, 64)
+    with torch.no_grad():
+        full = toto.forward_features(x)
+        early = toto.forward_features(x, [1])
+    torch.testing.assert_close(early[1], full[1])
+
+
+def test_sequence_layout_and_causality(toto):
+    x = torch.randn(1, 2, 3, 64, 64)
+    seq, grid = toto.embed(x)
+    assert grid == (2, 8, 8) and seq.shape == (1, 2 * 64 + 2, 64)
+    start, end = toto.model.embed_tokens(torch.tensor([START_VIDEO, 2]))
+    torch.testing.assert_close(seq[0, 0], start)
+    torch.testing.assert_close(seq[0, -1], end)
+    image_seq, _ = toto.embed(x[:, :1])
+    torch.testing.assert_close(image_seq[0, 0], toto.model.embed_tokens(torch.tensor(START_IMAGE)))
+    y = x.clone()
+    y[:, 1] += 1.0  # a later frame cannot change an earlier frame's features (causal decoder)
+    with torch.no_grad():
+        a, b = toto.forward_features(x, [-1])[3], toto.forward_features(y, [-1])[3]
+    torch.testing.assert_close(a[:, 0], b[:, 0])
+    assert not torch.allclose(a[:, 1], b[:, 1])
+
+
+def test_seeded_init_is_deterministic_and_fingerprinted(toto):
+    again = create_backbone("toto_test")
+    assert again.fingerprint() == toto.fingerprint()
+    with torch.no_grad():
+        again.model.layers[0].attention.wq.weight[0, 0] += 1.0
+    assert again.fingerprint() != toto.fingerprint()
+
+
+def test_checkpoint_round_trip_and_mismatch(tmp_path, toto):
+    save_checkpoint(tmp_path / "ok", toto.model)
+    loaded = create_backbone("toto_test", checkpoint=tmp_path / "ok")
+    assert loaded.fingerprint() == toto.fingerprint() and loaded.checkpoint == str(tmp_path / "ok")
+    wider = dataclasses.replace(toto.model.config, dim=128, n_heads=4, ffn_dim=256)
+    save_checkpoint(tmp_path / "bad", Toto(wider))
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        create_backbone("toto_test", checkpoint=tmp_path / "bad")
+
+
+def test_paper_sizes_need_weights_or_random_init():
+    with pytest.raises(CheckpointError, match="--random-init"):
+        create_backbone("toto_base")
