@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from toto_eval.harness.probes import (
     AttentiveHeads,
     AttentiveProbe,
@@ -70,13 +69,14 @@ def test_stacked_adamw_matches_torch_adamw_per_head():
     singles = [torch.nn.Parameter(stacked[i].detach().clone()[None]) for i in range(2)]
     opt = StackedAdamW([stacked], torch.tensor(lrs), weight_decay=0.1)
     refs = [
-        torch.optim.AdamW([p], lr=lr, weight_decay=0.1, betas=(0.9, 0.999), eps=1e-8) for p, lr in zip(singles, lrs)
+        torch.optim.AdamW([p], lr=lr, weight_decay=0.1, betas=(0.9, 0.999), eps=1e-8)
+        for p, lr in zip(singles, lrs, strict=True)
     ]
-    for step in range(5):
+    for _step in range(5):
         grad = torch.randn(2, 4, 3)
         stacked.grad = grad.clone()
         opt.step(scale=1.0)
-        for i, (p, ref) in enumerate(zip(singles, refs)):
+        for i, (p, ref) in enumerate(zip(singles, refs, strict=True)):
             p.grad = grad[i][None].clone()
             ref.step()
     for i in range(2):
