@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-
 from toto_eval.harness.backbone import Backbone, Layers, Preprocess, resolve_layers
 
 
@@ -56,6 +55,15 @@ class ArraySource:
         if i in self.bad:
             raise data_error(f"clip{i}.mp4", "corrupt")
         return torch.from_numpy(self.clips[i]).float()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tests use small tensors: one intra-op thread is fastest and immune to oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
