@@ -18,7 +18,7 @@ from .config import parse_overrides
 from .errors import ConfigError, TotoEvalError
 
 # Subcommands that live with their task: module paths, imported only when the CLI starts.
-TASK_COMMANDS: tuple[str, ...] = ()
+TASK_COMMANDS: tuple[str, ...] = ("toto_eval.tasks.davis.score_cli",)
 
 
 def main(argv: list[str] | None = None) -> int:

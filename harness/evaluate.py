@@ -103,6 +103,7 @@ def evaluate(backbone: Backbone, tasks: str | list[str], options: RunOptions = R
         batch_size=options.batch_size,
         progress=options.progress,
         num_workers=options.num_workers,
+        results_dir=options.results_dir,
     )
     results = []
     for name in names:

@@ -41,6 +41,7 @@ class RunContext:
     batch_size: int = 32
     progress: bool = True
     num_workers: int = 0
+    results_dir: Path | None = None  # where a task may write artefacts beside its result (e.g. predictions)
 
     @property
     def mini(self) -> bool:
