@@ -18,7 +18,10 @@ from .config import parse_overrides
 from .errors import ConfigError, TotoEvalError
 
 # Subcommands that live with their task: module paths, imported only when the CLI starts.
-TASK_COMMANDS: tuple[str, ...] = ("toto_eval.tasks.davis.score_cli",)
+TASK_COMMANDS: tuple[str, ...] = (
+    "toto_eval.tasks.davis.score_cli",
+    "toto_eval.tasks.ego4d_sta.score_cli",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,313 @@
+"""`ego4d_sta`: Ego4D short-term object-interaction anticipation with a frozen backbone and per-box heads.
+
+Protocol (the two-stage FRCNN+SlowFast baseline, with the frozen backbone in place of SlowFast): the backbone
+sees the clip that ends at each query frame (`frames` x `frame_stride`, default the backbone's own); boxes and
+nouns come from a still-image detection file in the baseline's format (`boxes="detections"`) or, as an upper
+bound, from the annotations (`boxes="oracle"`); per-box verb and TTC heads (`heads.py`) are trained on the
+ground-truth boxes of the train split on features pooled inside each box on the token grid; each box yields a
+prediction scored as the baselines score it (`score="detector"`: the detector's score, FRCNN+SF;
+`"detector_x_verb"`: detector score x verb probability for the top `verb_topk` verbs, StillFast). Predictions are
+written in the official challenge format and scored with the official top-5 STA mAP.
+
+Toto's paper does not document its STA protocol (frozen or fine-tuned, Ego4D version and split, frames,
+resolution, head), so no run of this task is comparable to its Table 9; the result says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from toto_eval.harness.backbone import Backbone
+from toto_eval.harness.cache import Features
+from toto_eval.harness.errors import ConfigError, DataError, data_error
+from toto_eval.harness.registry import TASKS
+from toto_eval.harness.task import RunContext, Task, TaskOutput
+
+from .data import STASplit, VideoMeta, load_detections, load_split
+from .frames import FrameReader, STAClips
+from .heads import BoxHeads, BoxSet, HeadConfig, box_features, fit_heads, predict_heads
+from .metrics import Boxes
+from .mini import make_mini
+from .results import prediction, score, write_results
+
+# Toto Table 9 (top-5 mAP %, noun / noun+verb / noun+TTC / overall). Provenance: a secondary reproduction of the
+# paper's table (see shared/research/ego4d_kinetics_robotics.md section 1.7); Ego4D version and split not stated.
+TABLE9 = {
+    "FRCNN+Rnd": (17.55, 1.56, 3.21, 0.34),
+    "FRCNN+SF": (17.55, 5.19, 5.37, 2.07),
+    "Hiera-large": (14.05, 6.03, 4.53, 2.12),
+    "StillFast": (16.20, 7.47, 4.94, 2.48),
+    "VideoMAE-large": (15.16, 6.72, 5.26, 2.55),
+    "MAE-ST-large": (13.71, 6.63, 4.94, 2.60),
+    "Toto-large": (15.20, 6.75, 5.41, 2.70),
+}
+NOT_COMPARABLE = (
+    "not comparable to Toto Table 9: the paper does not document its STA protocol (frozen or fine-tuned, "
+    "Ego4D version/split, frames, resolution, head); this is a frozen-backbone two-stage protocol"
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every knob of the protocol. Paths are relative to the dataset root, laid out as the Ego4D CLI downloads v1/v2
+    (`annotations/`, `full_scale/`, `sta_models/object_detections.json`), so `<data-root>/ego4d` can link there."""
+
+    boxes: Literal["detections", "oracle"] = "detections"
+    detections: str = "sta_models/object_detections.json"  # the baseline's detections (or an absolute path)
+    annotations_dir: str = "annotations"  # holds fho_sta_<split>.json
+    videos_dir: str = "full_scale"  # canonical videos <video_uid>.mp4
+    frames_dir: str = ""  # pre-extracted frames instead of videos, when set
+    frame_template: str = "{video_uid}_{frame:07d}.jpg"
+    train_split: str = "train"
+    eval_split: str = "val"
+    predict_test: bool = False  # also write predictions for fho_sta_test_unannotated.json (challenge upload)
+    frames: int = 0  # 0: the backbone's preprocess.frames
+    frame_stride: int = 0  # 0: the backbone's preprocess.frame_stride
+    roi_size: int = 2
+    context_scale: float = 3.0  # the surroundings ROI is the box enlarged this many times
+    hidden: int = 256
+    dropout: float = 0.5
+    lrs: tuple[float, ...] = (1e-3, 3e-3)
+    epochs: int = 30
+    min_steps: int = 500
+    batch_size: int = 256
+    weight_decay: float = 1e-4
+    ttc_loss_weight: float = 10.0
+    holdout: float = 0.1
+    score: Literal["detector", "detector_x_verb"] = "detector_x_verb"
+    verb_topk: int = 1
+    score_threshold: float = 0.0  # the baseline's DETECTION_SCORE_THRESH
+    box_check: Literal["error", "clip"] = "error"  # a box outside its frame: error, or clip it to the frame
+    official_quirks: bool = True  # the reference's handling of examples with no predictions
+    max_skipped: float = 0.05  # fail when more than this fraction of clips cannot be read
+    predictions_path: str = ""  # the challenge JSON; "" = <results-dir>/predictions/ego4d_sta/<backbone-variant-config>
+
+
+@dataclass
+class _Run:
+    """What the protocol has prepared: splits (restricted to the cached rows), sources, features, test boxes."""
+
+    root: Path
+    reader: FrameReader
+    layers: list[int]
+    train: STASplit
+    evals: STASplit
+    sources: dict[str, STAClips]  # "train", "eval"
+    feats: dict[str, Features]
+    test_boxes: dict[str, Boxes]
+
+
+@TASKS.register("ego4d_sta")
+class Ego4DSTA(Task):
+    name = "ego4d_sta"
+    version = "1"
+    tags = ("video", "detection", "anticipation")
+    main_metric = "overall"
+    Config = Config
+
+    def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
+        cfg = self.config
+        if cfg.verb_topk < 1 or cfg.frames < 0 or cfg.frame_stride < 0 or cfg.train_split == cfg.eval_split:
+            raise ConfigError("ego4d_sta: needs verb_topk >= 1, frames and frame_stride >= 0, two different splits")
+        t0 = time.perf_counter()
+        run = self._prepare(backbone, ctx)
+        t_feat = time.perf_counter() - t0
+        rows, (selected, metrics, results, head) = self._fit_layers(run, ctx)
+        extra = {"predictions": str(self._write(ctx, backbone, results, cfg.eval_split))}
+        if cfg.predict_test:
+            extra["test_predictions"] = self._predict_test(run, backbone, ctx, selected["layer"], head)
+        frames, stride = run.sources["train"].frames, run.sources["train"].stride
+        return TaskOutput(
+            metrics={k: metrics[k] for k in ("overall", "noun", "noun_verb", "noun_ttc", "num_empty_predictions")},
+            per_layer=rows,
+            selected=selected,
+            data={
+                **{
+                    s: {"identity": src.identity(), "n": len(run.feats[s].ids), "skipped": run.feats[s].skipped}
+                    for s, src in run.sources.items()
+                },
+                "num_nouns": len(run.train.nouns),
+                "num_verbs": len(run.train.verbs),
+                "clipped_boxes": run.train.num_clipped + run.evals.num_clipped,
+            },
+            extra=extra
+            | {
+                "variant": {
+                    "boxes": cfg.boxes,
+                    "score": cfg.score,
+                    "verb_topk": cfg.verb_topk,
+                    "train_boxes": "ground truth",
+                    "frames": frames,
+                    "frame_stride": stride,
+                    "resolution": backbone.preprocess.resolution,
+                    "official_quirks": cfg.official_quirks,
+                },
+                "comparable_to_table9": False,
+                "table9": TABLE9,
+                "note": NOT_COMPARABLE,
+                "layers": run.layers,
+                "default_layer": backbone.default_layer,
+                "cache": {s: f.stats for s, f in run.feats.items()},
+                "seconds": {"features": t_feat, "total": time.perf_counter() - t0},
+            },
+        )
+
+    def _prepare(self, backbone: Backbone, ctx: RunContext) -> _Run:
+        """Read both splits, check them, and get the token features of every clip (cached)."""
+        cfg = self.config
+        root = ctx.dataset_root("ego4d", make_mini)
+        train, evals = self._split(root, cfg.train_split, True), self._split(root, cfg.eval_split, True)
+        if (train.nouns, train.verbs) != (evals.nouns, evals.verbs):
+            raise data_error(evals.path, f"noun/verb lists differ from {train.path.name}")
+        reader = self._reader(root)
+        frames = cfg.frames or backbone.preprocess.frames
+        stride = cfg.frame_stride or backbone.preprocess.frame_stride
+        layers = [backbone.default_layer] if ctx.layers is None else ctx.probe_layers(backbone)
+        sources = {
+            s: STAClips(sp, reader, backbone.preprocess, frames, stride)
+            for s, sp in (("train", train), ("eval", evals))
+        }
+        feats = {s: ctx.features(backbone, src, layers=layers, token_layers=layers) for s, src in sources.items()}
+        for s, f in feats.items():
+            _check_skipped(s, f.skipped, len(f.ids), cfg.max_skipped)
+        train, evals = _restrict(train, feats["train"].ids), _restrict(evals, feats["eval"].ids)
+        return _Run(root, reader, layers, train, evals, sources, feats, self._test_boxes(root, evals))
+
+    def _fit_layers(self, run: _Run, ctx: RunContext) -> tuple[list[dict], tuple]:
+        """Heads per layer; the layer whose best head has the lowest holdout loss is selected (never on eval)."""
+        cfg = self.config
+        fields = [f.name for f in dataclasses.fields(HeadConfig) if f.name != "seed"]
+        head_cfg = HeadConfig(**{name: getattr(cfg, name) for name in fields}, seed=ctx.seed)
+        rows, best = [], None
+        for layer in run.layers:
+            trainset = _train_boxes(run.train, run.feats["train"], layer, cfg)
+            head, heads = fit_heads(trainset, len(run.train.verbs), head_cfg, ctx.device)
+            results = _predict(run.evals, run.feats["eval"], layer, head, run.test_boxes, cfg, ctx.device)
+            metrics = score(run.evals, {u: Boxes.from_dicts(p, True) for u, p in results.items()}, cfg.official_quirks)
+            chosen = min(heads, key=lambda r: r["holdout_loss"])
+            rows += [{"layer": layer, **h, **(metrics if h is chosen else {})} for h in heads]
+            if best is None or chosen["holdout_loss"] < best[0]["holdout_loss"]:
+                best = ({"layer": layer, **chosen}, metrics, results, head)
+        return rows, best
+
+    def _split(self, root: Path, split: str, annotated: bool) -> STASplit:
+        path = root / self.config.annotations_dir / f"fho_sta_{split}.json"
+        return load_split(path, require_objects=annotated, box_check=self.config.box_check)
+
+    def _reader(self, root: Path) -> FrameReader:
+        cfg = self.config
+        if cfg.frames_dir:
+            return FrameReader(frames_dir=root / cfg.frames_dir, template=cfg.frame_template)
+        return FrameReader(videos_dir=root / cfg.videos_dir)
+
+    def _test_boxes(self, root: Path, split: STASplit) -> dict[str, Boxes]:
+        """Boxes, nouns and detector scores per uid: the detection file, or the annotations (scores 1)."""
+        if self.config.boxes == "oracle":
+            return {a.uid: _oracle(split.ground_truth(a)) for a in split.annotations}
+        return load_detections(root / self.config.detections, split, self.config.score_threshold)
+
+    def _write(self, ctx: RunContext, backbone: Backbone, results: dict, split: str) -> Path:
+        cfg = self.config
+        path = Path(cfg.predictions_path) if cfg.predictions_path and split == cfg.eval_split else None
+        if path is None:
+            knobs = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:8]
+            name = f"{backbone.name}-{backbone.fingerprint()}-{cfg.boxes}-{knobs}-{split}.json"
+            path = Path(ctx.results_dir or ctx.cache.root.parent) / "predictions" / "ego4d_sta" / name
+        write_results(path, results)
+        return path
+
+    def _predict_test(self, run: _Run, backbone: Backbone, ctx: RunContext, layer: int, head: BoxHeads) -> str:
+        """Challenge predictions for the unannotated test split with the selected head (detections only)."""
+        if self.config.boxes == "oracle":
+            return "skipped: the unannotated test split has no boxes for the oracle variant"
+        test = self._split(run.root, "test_unannotated", False)
+        src = run.sources["train"]
+        source = STAClips(test, run.reader, backbone.preprocess, src.frames, src.stride)
+        feats = ctx.features(backbone, source, layers=run.layers, token_layers=run.layers)
+        test = _restrict(test, feats.ids)
+        results = _predict(test, feats, layer, head, self._test_boxes(run.root, test), self.config, ctx.device)
+        return str(self._write(ctx, backbone, results, "test_unannotated"))
+
+
+def _oracle(gt: Boxes) -> Boxes:
+    return dataclasses.replace(gt, scores=np.ones(len(gt)))
+
+
+def _restrict(split: STASplit, ids: list[str]) -> STASplit:
+    """The split's annotations in `ids` (after --limit), in the features' row order."""
+    by_uid = {a.uid: a for a in split.annotations}
+    return dataclasses.replace(split, annotations=[by_uid[u] for u in ids])
+
+
+def _train_boxes(split: STASplit, feats: Features, layer: int, cfg: Config) -> BoxSet:
+    xs, verbs, ttcs, groups = [], [], [], []
+    for row, ann in enumerate(split.annotations):
+        if ann.uid in feats.skipped:
+            continue
+        meta = split.videos[ann.video_uid]
+        gt = split.ground_truth(ann)
+        xs.append(_box_features(feats, row, layer, gt.boxes, meta, cfg))
+        verbs.append(gt.verbs)
+        ttcs.append(gt.ttcs)
+        groups += [ann.video_uid] * len(gt)
+    if not xs:
+        raise DataError(f"{split.path}: no training box could be read")
+    return BoxSet(
+        torch.cat(xs),
+        torch.from_numpy(np.concatenate(verbs)),
+        torch.from_numpy(np.concatenate(ttcs)).float(),
+        np.array(groups),
+    )
+
+
+def _predict(
+    split: STASplit,
+    feats: Features,
+    layer: int,
+    head: BoxHeads,
+    boxes: dict[str, Boxes],
+    cfg: Config,
+    device: torch.device,
+) -> dict[str, list[dict]]:
+    """Challenge-format predictions for every annotation (an unreadable clip gets an empty list)."""
+    out = {}
+    for row, ann in enumerate(split.annotations):
+        det = boxes[ann.uid]
+        if ann.uid in feats.skipped or len(det) == 0:
+            out[ann.uid] = []
+            continue
+        meta = split.videos[ann.video_uid]
+        x = _box_features(feats, row, layer, det.boxes, meta, cfg)
+        probs, ttc = predict_heads(head, x, device)
+        preds = []
+        for k in range(len(det)):
+            if cfg.score == "detector":
+                preds.append(prediction(det.boxes[k], det.nouns[k], probs[k].argmax(), ttc[k], det.scores[k]))
+                continue
+            for verb in np.argsort(-probs[k], kind="stable")[: cfg.verb_topk]:
+                s = det.scores[k] * probs[k, verb]
+                preds.append(prediction(det.boxes[k], det.nouns[k], verb, ttc[k], s))
+        out[ann.uid] = preds
+    return out
+
+
+def _box_features(
+    feats: Features, row: int, layer: int, boxes: np.ndarray, meta: VideoMeta, cfg: Config
+) -> torch.Tensor:
+    tokens = feats.tokens[layer][row, 0]  # (T'*H'*W', D) of the clip's only view
+    return box_features(tokens, feats.grid, boxes, (meta.width, meta.height), cfg.roi_size, cfg.context_scale)
+
+
+def _check_skipped(split: str, skipped: dict[str, str], total: int, max_fraction: float) -> None:
+    if len(skipped) > max_fraction * total:
+        first = "; ".join(list(skipped.values())[:3])
+        raise DataError(f"{len(skipped)} of {total} {split} clips unreadable (> {max_fraction:.0%}): {first}")
