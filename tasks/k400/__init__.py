@@ -1,0 +1,3 @@
+"""Kinetics-400 action classification by attentive probes on frozen clip features (the paper's Table 8)."""
+
+from . import task  # noqa: F401
