@@ -21,6 +21,7 @@ from .errors import ConfigError, TotoEvalError
 TASK_COMMANDS: tuple[str, ...] = (
     "toto_eval.tasks.davis.score_cli",
     "toto_eval.tasks.ego4d_sta.score_cli",
+    "toto_eval.tasks.robot.cli",
 )
 
 

@@ -1,0 +1,283 @@
+"""`robot`: behaviour cloning from frozen features on four pybullet tasks (Toto Fig. 6 panels), success rates.
+
+Protocol (a PixMC-inspired CPU substitute, not a reproduction: MVP trains with PPO in Isaac Gym): per task, the
+scripted expert's successful demonstrations are recorded once; every demo frame is encoded by the frozen
+backbone at one layer (default: `backbone.default_layer`, Toto's middle) through the feature cache; an
+MVP-shaped head is trained by BC on (features, proprioception) -> action; it is rolled out on held-out seeds
+with the backbone running live. Reported per task: success with a Wilson interval at `demos` demonstrations, the
+success-vs-#demos curve (the analogue of Fig. 6's learning curves), a proprioception-only head (the floor) and
+the expert on the same seeds (the ceiling). The main metric is the BC success averaged over tasks.
+
+Without `full=true` the mini settings apply on the mini suite (few demos and episodes, 64 px images).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toto_eval.harness.backbone import Backbone, resolve_layers
+from toto_eval.harness.errors import ConfigError, DataError
+from toto_eval.harness.registry import TASKS
+from toto_eval.harness.task import RunContext, Task, TaskOutput
+
+from .demos import EVAL_SEED0, demo_dir, expert_rate, load_demos, record_demos
+from .encode import DemoFrames, LiveEncoder
+from .envs import TASK_NAMES, EnvConfig
+from .policy import BCConfig, train_bc
+from .rollout import episodes_json, evaluate_expert, evaluate_policy, summarize
+
+MINI = {
+    "image_size": 64,
+    "max_steps": 40,
+    "demos": 4,
+    "demo_curve": (2, 4),
+    "episodes": 4,
+    "epochs": 100,
+    "warmup_epochs": 10,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    tasks: tuple[str, ...] = TASK_NAMES
+    full: bool = False  # on the mini suite, keep these settings instead of the mini ones (MINI)
+    image_size: int = 112  # simulator camera; frames are resized to the backbone's resolution
+    max_steps: int = 60
+    hold_steps: int = 3
+    demos: int = 40  # demonstrations for the reported success (MVP sim: 80)
+    demo_curve: tuple[int, ...] = (5, 10, 20, 40)  # success vs number of demonstrations
+    episodes: int = 50  # held-out evaluation episodes per policy
+    bc_seeds: int = 1  # independent heads per point (the research note asks 3 for final numbers)
+    epochs: int = 400
+    warmup_epochs: int = 40
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    layer: int | None = None  # None: --layers if it names one layer, else backbone.default_layer
+    parallel: int = 8  # lockstepped episodes, encoded in one backbone batch
+    proprio_baseline: bool = True
+
+
+@TASKS.register("robot")
+class Robot(Task):
+    name = "robot"
+    version = "1"
+    tags = ("robot", "control")
+    main_metric = "success"
+    Config = Config
+
+    def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
+        cfg = effective_config(self.config, ctx)
+        layer = _layer(cfg, backbone, ctx)
+        root = _demo_root(ctx)
+        per_task = {t: _evaluate_task(t, cfg, backbone, layer, root, ctx) for t in cfg.tasks}
+        rows = [r for res in per_task.values() for r in res["rows"]]
+        metrics = {"success": float(np.mean([res["success"] for res in per_task.values()]))}
+        for t, res in per_task.items():
+            metrics[f"{t}_success"] = res["success"]
+            metrics[f"{t}_expert"] = res["expert"]["success"]
+            if res["proprio"] is not None:
+                metrics[f"{t}_proprio"] = res["proprio"]["success"]
+        return TaskOutput(
+            metrics=metrics,
+            per_layer=rows,
+            selected={"layer": layer, "policy": "mvp_bc", "demos": cfg.demos},
+            data={t: res["data"] for t, res in per_task.items()},
+            extra={
+                "effective_config": dataclasses.asdict(cfg),
+                "tasks": {
+                    t: {k: v for k, v in res.items() if k not in ("rows", "data")} for t, res in per_task.items()
+                },
+                "isaacgym": isaacgym_status(),
+                "protocol": "pybullet BC substitute for MVP/PixMC PPO (not a reproduction of Toto Fig. 6)",
+            },
+        )
+
+
+def effective_config(cfg: Config, ctx: RunContext) -> Config:
+    """The mini overrides on the mini suite (unless `full`), `--limit` capping the episodes; validated."""
+    if ctx.mini and not cfg.full:
+        cfg = dataclasses.replace(cfg, **MINI)
+    if ctx.limit is not None:
+        cfg = dataclasses.replace(cfg, episodes=min(cfg.episodes, ctx.limit))
+    unknown = [t for t in cfg.tasks if t not in TASK_NAMES]
+    if unknown:
+        raise ConfigError(f"robot.tasks: unknown {unknown} (known: {', '.join(TASK_NAMES)})")
+    if min(cfg.demo_curve, default=1) < 1 or cfg.demos < 1 or cfg.episodes < 1:
+        raise ConfigError("robot: demos, demo_curve and episodes must be >= 1")
+    return cfg
+
+
+def isaacgym_status() -> dict:
+    """Whether Isaac Gym could be imported here (it is not on PyPI and needs an NVIDIA GPU with Vulkan)."""
+    available = importlib.util.find_spec("isaacgym") is not None
+    note = "importable: PixMC tasks could run via ir413/mvp" if available else "not importable: pybullet tasks used"
+    return {"available": available, "note": note}
+
+
+def _layer(cfg: Config, backbone: Backbone, ctx: RunContext) -> int:
+    if cfg.layer is not None:
+        return resolve_layers(backbone.num_layers, [cfg.layer])[0]
+    if ctx.layers is not None:
+        chosen = resolve_layers(backbone.num_layers, ctx.layers)
+        if len(chosen) == 1:
+            return chosen[0]
+    return backbone.default_layer
+
+
+def _demo_root(ctx: RunContext) -> Path:
+    if ctx.data_root is None:
+        return ctx.mini_root / "robot_demos"
+    root = ctx.data_root / "robot_demos"
+    if not root.is_dir():
+        raise DataError(f"{root}: no demonstrations; record them with `toto-eval robot demos --out {root}`")
+    return root
+
+
+def _env_config(cfg: Config) -> EnvConfig:
+    return EnvConfig(image_size=cfg.image_size, max_steps=cfg.max_steps, hold_steps=cfg.hold_steps)
+
+
+def _bc_config(cfg: Config) -> BCConfig:
+    return BCConfig(
+        epochs=cfg.epochs,
+        warmup_epochs=cfg.warmup_epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+    )
+
+
+@dataclass
+class _Demos:
+    """One task's training set: demo frames' cached features, proprioception and expert actions."""
+
+    folder: Path
+    frames: np.ndarray  # (N_frames, D) float32 pooled features of the chosen layer
+    proprio: np.ndarray  # (N_frames, P)
+    actions: np.ndarray  # (N_frames, 4)
+    ends: np.ndarray  # (N_demos,) frame index where each demo ends
+    cache: dict
+
+    def first(self, n: int) -> slice:
+        return slice(0, int(self.ends[n - 1]))
+
+
+def _training_data(
+    task: str, env_cfg: EnvConfig, n: int, backbone: Backbone, layer: int, root: Path, ctx: RunContext
+) -> _Demos:
+    folder = demo_dir(root, task, env_cfg)
+    if ctx.data_root is None:
+        record_demos(root, task, env_cfg, n)
+    demos = load_demos(folder, n)
+    source = DemoFrames(task, folder.name, demos, backbone.preprocess)
+    # Not ctx.features: --limit must not subsample the frames of a demonstration.
+    feats = ctx.cache.extract(
+        backbone, source, layers=[layer], device=ctx.device, batch_size=ctx.batch_size, progress=ctx.progress
+    )
+    if feats.skipped:
+        raise DataError(f"{folder}: {len(feats.skipped)} demo frames could not be encoded")
+    return _Demos(
+        folder=folder,
+        frames=np.asarray(feats.pooled[layer][:, 0], dtype=np.float32),
+        proprio=np.concatenate([d.proprio for d in demos]),
+        actions=np.concatenate([d.actions for d in demos]),
+        ends=np.cumsum([len(d.actions) for d in demos]),
+        cache=feats.stats,
+    )
+
+
+def _evaluate_task(task: str, cfg: Config, backbone: Backbone, layer: int, root: Path, ctx: RunContext) -> dict:
+    env_cfg, bc = _env_config(cfg), _bc_config(cfg)
+    counts = sorted(set(cfg.demo_curve) | {cfg.demos})
+    data = _training_data(task, env_cfg, max(counts), backbone, layer, root, ctx)
+    seeds = [EVAL_SEED0 + i for i in range(cfg.episodes)]
+    encoder = LiveEncoder(backbone, layer, ctx.device)
+    rows, curve, main, timing = [], [], [], {"seconds": 0.0, "steps": 0, "render_seconds": 0.0}
+    for n in counts:
+        rows_n = data.first(n)
+        for j in range(cfg.bc_seeds):
+            head, losses = train_bc(
+                data.frames[rows_n], data.proprio[rows_n], data.actions[rows_n], bc, seed=ctx.seed * 1000 + j
+            )
+            episodes, t = evaluate_policy(task, env_cfg, seeds, head, encoder, cfg.parallel)
+            timing = {k: timing[k] + t[k] for k in timing}
+            summary = summarize(episodes)
+            rows.append(_row(task, layer, "backbone", n, j, summary, losses[-1]))
+            curve.append({"demos": n, "bc_seed": j, **summary})
+            if n == cfg.demos:
+                main.append(summary | {"episode_results": episodes_json(episodes)})
+    proprio = _proprio_baseline(task, cfg, env_cfg, bc, data, seeds, layer, ctx, rows)
+    expert_eps, _ = evaluate_expert(task, env_cfg, seeds)
+    ok, tried = expert_rate(data.folder)
+    return {
+        "success": float(np.mean([s["success"] for s in main])),
+        "bc": main,
+        "curve": curve,
+        "proprio": proprio,
+        "expert": summarize(expert_eps) | {"demo_seeds": {"successes": ok, "attempts": tried}},
+        "timing": _timing(timing, encoder),
+        "cache": data.cache,
+        "rows": rows,
+        "data": {
+            "demo_set": data.folder.name,
+            "demos": len(data.ends),
+            "frames": len(data.frames),
+            "eval_seeds": [seeds[0], seeds[-1]],
+        },
+    }
+
+
+def _proprio_baseline(
+    task: str,
+    cfg: Config,
+    env_cfg: EnvConfig,
+    bc: BCConfig,
+    data: _Demos,
+    seeds: list[int],
+    layer: int,
+    ctx: RunContext,
+    rows: list[dict],
+) -> dict | None:
+    """The same head without the image branch, on the same demos and seeds: what proprioception alone gets."""
+    if not cfg.proprio_baseline:
+        return None
+    results = []
+    train = data.first(cfg.demos)
+    for j in range(cfg.bc_seeds):
+        head, losses = train_bc(None, data.proprio[train], data.actions[train], bc, seed=ctx.seed * 1000 + j)
+        summary = summarize(evaluate_policy(task, env_cfg, seeds, head, None, cfg.parallel)[0])
+        rows.append(_row(task, layer, "proprio", cfg.demos, j, summary, losses[-1]))
+        results.append(summary)
+    return {"success": float(np.mean([r["success"] for r in results])), "runs": results}
+
+
+def _row(task: str, layer: int, policy: str, demos: int, seed: int, summary: dict, loss: float) -> dict:
+    return {
+        "task": task,
+        "layer": layer,
+        "policy": policy,
+        "demos": demos,
+        "bc_seed": seed,
+        "success": summary["success"],
+        "ci95": summary["ci95"],
+        "episodes": summary["episodes"],
+        "train_loss": loss,
+    }
+
+
+def _timing(t: dict, encoder: LiveEncoder) -> dict:
+    steps = max(t["steps"], 1)
+    return {
+        "rollout_seconds": t["seconds"],
+        "env_steps": t["steps"],
+        "seconds_per_step": t["seconds"] / steps,
+        "render_share": t["render_seconds"] / max(t["seconds"], 1e-9),
+        "backbone_share": encoder.seconds / max(t["seconds"], 1e-9),
+        "backbone_ms_per_frame": 1000 * encoder.seconds / max(encoder.frames, 1),
+    }
