@@ -1,3 +1,3 @@
 """Built-in backbones, one module per family; importing this package registers them."""
 
-from . import toto  # noqa: F401
+from . import ablations, toto  # noqa: F401

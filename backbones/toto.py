@@ -17,6 +17,7 @@ import dataclasses
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..harness.backbone import Backbone, Layers, Preprocess, resolve_layers
 from ..harness.errors import CheckpointError, ConfigError
@@ -28,15 +29,16 @@ START_VIDEO, END, START_IMAGE = 1, 2, 3
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrain" / "weights"
 
 
-class TotoBackbone(Backbone):
-    """A Toto decoder on continuous patch tokens (the paper's "patch" tokeniser variant)."""
+class DecoderBackbone(Backbone):
+    """Any decoder with the Toto model interface (Toto, and the GPT-2 / Mamba ablations) on patch tokens."""
 
-    def __init__(self, name: str, config: TotoConfig, preprocess: Preprocess, patch_size: int) -> None:
+    def __init__(self, name: str, model: nn.Module, preprocess: Preprocess, patch_size: int) -> None:
         super().__init__()
         if preprocess.tokenizer != "patch":
             raise ConfigError(f"{name}: tokenizer {preprocess.tokenizer!r} is not supported yet (only 'patch')")
+        config = model.config
         self.name = name
-        self.model = Toto(config)
+        self.model = model
         self.patch_size = patch_size
         self.preprocess = preprocess
         self.num_layers, self.embed_dim, self.num_heads = config.n_layers, config.dim, config.n_heads
@@ -60,6 +62,13 @@ class TotoBackbone(Backbone):
         seq, (t, h, w) = self.embed(x)
         hidden = self.model.hidden_states(seq, wanted)
         return {i: out[:, 1:-1].reshape(out.shape[0], t, h, w, -1) for i, out in hidden.items()}
+
+
+class TotoBackbone(DecoderBackbone):
+    """A Toto decoder on continuous patch tokens (the paper's "patch" tokeniser variant)."""
+
+    def __init__(self, name: str, config: TotoConfig, preprocess: Preprocess, patch_size: int) -> None:
+        super().__init__(name, Toto(config), preprocess, patch_size)
 
 
 def _preprocess(resolution: int, frames: int = 16) -> Preprocess:
