@@ -88,8 +88,10 @@ def read_config(path: str | os.PathLike) -> tuple[TotoConfig, dict]:
         raise CheckpointError(f"{path}: unreadable config ({_one_line(err)})") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
-    if meta.pop("arch", None) != ARCH:
-        raise CheckpointError(f'{path}: not a Toto checkpoint config ("arch" is not "{ARCH}")')
+    arch = meta.pop("arch", None)
+    if arch != ARCH:
+        hint = f"; a {arch} checkpoint loads with the {arch}_* backbones" if arch in ("gpt2", "mamba") else ""
+        raise CheckpointError(f'{path}: not a Toto checkpoint config ("arch" is {arch!r}, not "{ARCH}"){hint}')
     version = meta.pop("format_version", None)
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path}: format_version {version!r}, this code reads {FORMAT_VERSION}")

@@ -40,8 +40,9 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from ..harness.errors import CheckpointError, ConfigError
-from .checkpoint import load_state_into, read_config, save_checkpoint
-from .model import TOTO_CONFIGS, Toto, TotoConfig
+from .archs import arch_for_config, get_arch, load_state_into, read_config
+from .archs import save as save_checkpoint
+from .model import Toto, TotoConfig
 from .schedule import BatchPlan, DataOrder, lr_at, peak_flops
 from .shards import CODE_OFFSET, END, ShardSet, make_batch, seq_len
 from .tokenizers import IMAGENET_MEAN, IMAGENET_STD, patch_inputs, patch_targets, write_json
@@ -56,7 +57,8 @@ class TrainConfig:
 
     shards: str  # token shard directory (`toto-pretrain shards`)
     out: str  # run directory: checkpoints/, metrics.csv, frame_loss.csv
-    model: str = "test"  # a TOTO_CONFIGS size: test, tiny, base, large, 1b
+    model: str = "test"  # a size of the architecture: test, tiny (all); base, large, 1b (toto)
+    arch: str = "toto"  # toto, gpt2 or mamba (pretrain/archs.py): the paper's Table 6 ablations
     steps: int = 1000
     batch_tokens: int = 8192  # global batch in tokens, rounded down to whole sequences
     micro_batch: int = 4  # sequences per forward pass on one rank
@@ -81,15 +83,18 @@ class TrainConfig:
 
 def model_config(cfg: TrainConfig, shards: ShardSet) -> TotoConfig:
     """The size's architecture, fitted to the shards: patch width or vocabulary, sequence length, RoPE base."""
-    if cfg.model not in TOTO_CONFIGS:
-        raise ConfigError(f"unknown model size {cfg.model!r} (known: {', '.join(TOTO_CONFIGS)})")
-    base = TOTO_CONFIGS[cfg.model]
+    sizes = get_arch(cfg.arch).sizes
+    if cfg.model not in sizes:
+        raise ConfigError(f"unknown {cfg.arch} model size {cfg.model!r} (known: {', '.join(sizes)})")
+    base = sizes[cfg.model]
     changes: dict = {"max_seq_len": max(base.max_seq_len, seq_len(shards))}
     if shards.continuous:
         changes.update(patch_dim=shards.token_dim, vocab_size=CODE_OFFSET)
     else:
         changes.update(vocab_size=CODE_OFFSET + int(shards.tokenizer["vocab_size"]))
     if cfg.rope_base > 0:
+        if cfg.arch != "toto":
+            raise ConfigError(f"--rope-base applies to --arch toto only, not {cfg.arch}")
         changes["rope_base"] = cfg.rope_base
     return dataclasses.replace(base, **changes)
 
@@ -152,9 +157,10 @@ def wrap_model(toto: Toto, cfg: TrainConfig, world: int, device: torch.device) -
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    other = [p for p in params if p.ndim < 2]
+    # Mamba's A_log is a (d_inner, d_state) matrix but, as in Mamba-1, not decayed (decay would pull A to -1)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in named if p.ndim >= 2 and not n.endswith("A_log")]
+    other = [p for n, p in named if p.ndim < 2 or n.endswith("A_log")]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=False)
 
@@ -182,14 +188,14 @@ def check_resume(ckpt: Path, cfg: TrainConfig, arch: TotoConfig) -> dict:
         state = json.loads((ckpt / "trainer.json").read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{ckpt / 'trainer.json'}: unreadable ({err})") from None
-    old, new = state["config"], dataclasses.asdict(cfg)
+    old, new = {"arch": "toto", **state["config"]}, dataclasses.asdict(cfg)  # runs from before --arch
     for key in sorted(set(old) | set(new)):
         if key not in RESUME_MAY_DIFFER and old.get(key) != new.get(key):
             raise CheckpointError(
                 f"{ckpt}: cannot resume with a different config ({key}: {old.get(key)!r} -> {new.get(key)!r}); "
                 "use the same settings or a new --out"
             )
-    stored, _ = read_config(ckpt)
+    _, stored, _ = read_config(ckpt)
     if stored != arch:
         raise CheckpointError(f"{ckpt}: the checkpoint's architecture does not match the shards and model size")
     return state
@@ -206,7 +212,7 @@ def save_state(
         tmp = final.with_name(final.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         with torch.device("meta"):
-            shell = Toto(arch)
+            shell = arch_for_config(arch).model(arch)
         shell.load_state_dict(weights, assign=True)
         save_checkpoint(tmp, shell, extra={**extra, "step": step})
         torch.save(optim, tmp / "optimizer.pt")
@@ -237,7 +243,7 @@ def load_state(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer) -> None
 
 def init_from(toto: Toto, path: str, shards: ShardSet) -> None:
     """Fine-tuning start: weights from another checkpoint (same shapes; RoPE base and length may differ)."""
-    _, extra = read_config(path)
+    _, _, extra = read_config(path, expect=arch_for_config(toto.config).name)
     theirs, ours = extra.get("tokenizer"), shards.tokenizer
     if theirs is not None and theirs != ours:
         raise CheckpointError(f"{path}: trained with tokeniser {theirs}, but the shards use {ours}")
@@ -311,7 +317,7 @@ def train(cfg: TrainConfig) -> list[float]:
     out = Path(cfg.out)
     ckpt = latest_checkpoint(out)
     state = check_resume(ckpt, cfg, arch) if ckpt else None  # refuse before anything is written
-    toto = Toto(arch, seed=cfg.seed).to(device)
+    toto = arch_for_config(arch).model(arch, seed=cfg.seed).to(device)
     if arch.patch_dim:  # a patch model never reads its token logits: freeze them (no optimizer state, no DDP sync)
         toto.output.requires_grad_(False)
     if cfg.init_from and ckpt is None:
