@@ -111,7 +111,10 @@ def _from_checkpoint_dir(name: str, directory: Path) -> TotoBackbone:
 def toto_test(checkpoint: str | None = None, random_init: bool = False) -> TotoBackbone:
     """Test size, seeded random init (deterministic); 64 px frames, 8 px patches: an 8x8 grid per frame."""
     backbone = _build("toto_test", "test", resolution=64, patch_size=8)
-    return _load(backbone, checkpoint) if checkpoint else backbone
+    if checkpoint:
+        return _load(backbone, checkpoint)
+    backbone.random_init = True  # seeded, but untrained: results are flagged as such
+    return backbone
 
 
 @BACKBONES.register("toto_tiny")

@@ -94,7 +94,7 @@ class Backbone(nn.Module, ABC):
         h = hashlib.sha256(json.dumps(self.config(), sort_keys=True, default=str).encode())
         for key, tensor in sorted(self.state_dict().items()):
             h.update(key.encode())
-            h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
         return h.hexdigest()[:16]
 
     def num_params(self) -> int:

@@ -59,6 +59,10 @@ def load_builtins() -> None:
 def create_backbone(name: str, checkpoint: str | Path | None = None, random_init: bool = False) -> Backbone:
     """A registered backbone, with weights from `checkpoint` or an explicit random initialisation."""
     load_builtins()
+    if name.startswith("timm:"):  # any plain timm ViT by its timm name
+        from ..backbones.timm_vit import create_timm_backbone
+
+        return create_timm_backbone(name.removeprefix("timm:"), str(checkpoint) if checkpoint else None, random_init)
     factory = BACKBONES.get(name)
     return factory(checkpoint=str(checkpoint) if checkpoint else None, random_init=random_init)
 

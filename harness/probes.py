@@ -147,14 +147,20 @@ class AttentiveHeads(nn.Module):
         self.classifier = nn.Parameter(_linear_init(n, dim, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, N, D) -> (n, B, C)
-        b, t, d = x.shape
-        r, h = self.query.shape[0], self.num_heads
+        # The query is a parameter, not a projection of x, so q.(x Wk) = x.(Wk q): fold Wk into the query once
+        # instead of projecting every token, and pool x before Wv instead of projecting every token. Same
+        # function as AttentiveProbe (tested), at O(B N D h) instead of O(B N D^2) per head.
+        r, d = self.query.shape
+        h = self.num_heads
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
-        k = torch.einsum("btd,rde->rbte", x, self.k).view(r, b, t, h, -1).transpose(2, 3)  # (n, B, h, N, dh)
-        v = torch.einsum("btd,rde->rbte", x, self.v).view(r, b, t, h, -1).transpose(2, 3)
-        q = self.query.view(r, 1, h, 1, -1).expand(-1, b, -1, -1, -1)  # (n, B, h, 1, dh)
-        pooled = F.scaled_dot_product_attention(q, k, v).reshape(r, b, d)
-        return torch.einsum("rbd,rdc->rbc", pooled, self.classifier)
+        q = self.query.view(r, h, d // h)
+        k = self.k.view(r, d, h, d // h)
+        v = self.v.view(r, d, h, d // h)
+        u = torch.einsum("rdhe,rhe->rdh", k, q) / math.sqrt(d // h)  # (n, D, h): a key-side query per head
+        attn = torch.einsum("btd,rdh->rbht", x, u).softmax(-1)  # (n, B, h, N)
+        pooled = torch.einsum("rbht,btd->rbhd", attn, x)  # (n, B, h, D)
+        out = torch.einsum("rbhd,rdhe->rbhe", pooled, v).flatten(2)  # (n, B, D)
+        return torch.einsum("rbd,rdc->rbc", out, self.classifier)
 
 
 @PROBES.register("linear")

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from toto_eval.harness.cli import main
 from toto_eval.tasks.imagenet_probe.mini import make_mini
 
@@ -38,7 +37,7 @@ def _run(tmp_path: Path, cache: Path, *extra: str) -> int:
 
 
 def _result(tmp_path: Path) -> dict:
-    return json.loads((tmp_path / "results/toto_test/builtin/imagenet_probe.json").read_text())
+    return json.loads((tmp_path / "results/toto_test/random-init/imagenet_probe.json").read_text())
 
 
 def _tiny_imagenet(root: Path, classes: int = 3, per_class: int = 8) -> Path:
@@ -65,7 +64,7 @@ def test_mini_layout_is_imagenet_shaped(tmp_path):
 def test_mini_run_then_cached_rerun(tmp_path, mini_cache):
     assert _run(tmp_path, mini_cache) == 0
     first = _result(tmp_path)
-    assert first["status"] == "ok" and first["flags"] == {"limited": False, "random_init": False, "mini": True}
+    assert first["status"] == "ok" and first["flags"] == {"limited": False, "random_init": True, "mini": True}
     assert {r["layer"] for r in first["per_layer"]} == {0, 3} and len(first["per_layer"]) == 6
     assert first["main_score"] == first["metrics"]["top1"] > 0.1  # above chance (10 classes)
     for key in ("task_version", "fingerprint", "provenance", "config", "data", "seed", "wall_seconds"):
