@@ -149,7 +149,7 @@ def _check_flat(model: nn.Module, timm_name: str) -> None:
     if not all(hasattr(model, a) for a in needed):
         raise ConfigError(
             f"timm model {timm_name!r} is not a plain ViT (needs {', '.join(needed)}); "
-            "wrap it as its own Backbone (see docs/add_backbone.md)"
+            "wrap it as its own Backbone (see 'Add your backbone' in the README)"
         )
 
 

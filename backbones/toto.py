@@ -78,7 +78,9 @@ def _preprocess(resolution: int, frames: int = 16) -> Preprocess:
 
 
 def _build(name: str, size: str, resolution: int, patch_size: int, frames: int = 16) -> TotoBackbone:
-    tokens = frames * (resolution // patch_size) ** 2 + 2
+    # RoPE has no learned length; the limit only guards against runaway inputs. Allow 4x the default frames
+    # (CATER probes 32-frame clips).
+    tokens = 4 * frames * (resolution // patch_size) ** 2 + 2
     config = dataclasses.replace(
         TOTO_CONFIGS[size], patch_dim=3 * patch_size**2, max_seq_len=max(tokens, TOTO_CONFIGS[size].max_seq_len)
     )

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 import torch
+
 from toto_eval.pretrain.hf import llama_state_dict, to_llama_config
 from toto_eval.pretrain.model import TOTO_CONFIGS, Toto
 

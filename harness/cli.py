@@ -22,6 +22,8 @@ TASK_COMMANDS: tuple[str, ...] = (
     "toto_eval.tasks.davis.score_cli",
     "toto_eval.tasks.ego4d_sta.score_cli",
     "toto_eval.tasks.robot.cli",
+    "toto_eval.tasks.cater.generate_cli",
+    "toto_eval.leaderboard.cli",
 )
 
 

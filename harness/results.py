@@ -86,7 +86,7 @@ def read_result(path: Path) -> TaskResult:
         raw = json.loads(Path(path).read_text())
         known = {f.name for f in dataclasses.fields(TaskResult)}
         return TaskResult(**{k: v for k, v in raw.items() if k in known})
-    except (OSError, ValueError, TypeError) as err:
+    except (OSError, ValueError, TypeError, AttributeError) as err:
         raise DataError(f"{path}: not a toto-eval result file ({err})") from None
 
 

@@ -20,6 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
 from toto_eval.harness.config import build_config
 from toto_eval.harness.errors import CheckpointError, ConfigError
 

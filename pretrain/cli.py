@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("shards")
     p.set_defaults(run=lambda a: shards.ShardSet(a.shards).verify() or print(f"{a.shards}: ok"))
     _add_export(sub)
+    _add_export_hf(sub)
     scaling.add_parser(sub)
     args = parser.parse_args(argv)
     try:
@@ -118,6 +119,19 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         model = load_checkpoint(a.checkpoint).to(getattr(torch, a.dtype))
         extra = {k: v for k, v in extra.items() if k != "keep"}
         print(save_checkpoint(a.out, model, extra={**extra, "dtype": a.dtype}))
+
+    p.set_defaults(run=run)
+
+
+def _add_export_hf(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export-hf", help="write a checkpoint transformers loads as LlamaForCausalLM (same logits)")
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+
+    def run(a: argparse.Namespace) -> None:
+        from .hf import export_hf
+
+        print(export_hf(a.checkpoint, a.out))
 
     p.set_defaults(run=run)
 

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
 from toto_eval.harness.errors import ConfigError
 
 
@@ -211,7 +212,7 @@ class Toto(nn.Module):
     def _rope(self, h: Tensor) -> tuple[Tensor, Tensor]:
         length = h.shape[1]
         if length > self.config.max_seq_len:
-            raise ValueError(f"sequence of {length} tokens is longer than max_seq_len={self.config.max_seq_len}")
+            raise ConfigError(f"sequence of {length} tokens is longer than max_seq_len={self.config.max_seq_len}")
         return rope_tables(length, self.config.head_dim, self.config.rope_base, h.device)  # fp32
 
     def hidden_states(self, h: Tensor, layers: list[int] | tuple[int, ...]) -> dict[int, Tensor]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+
 from toto_eval.harness.backbone import Backbone, Layers, Preprocess, resolve_layers
 
 

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 from scipy import ndimage
+
 from toto_eval.harness.errors import DataError
 from toto_eval.tasks.davis import metrics as M
 from toto_eval.tasks.davis.data import write_labels

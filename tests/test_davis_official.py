@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from toto_eval.tasks.davis.data import load_sequence, read_annotations, read_labels
 from toto_eval.tasks.davis.scoring import score_folder
 

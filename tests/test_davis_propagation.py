@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from toto_eval.tasks.davis import propagation as P
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
 from toto_eval.harness.errors import DataError
 from toto_eval.harness.evaluate import RunOptions, create_backbone, evaluate
 from toto_eval.tasks.davis import task as davis_task  # noqa: F401  (registers the task)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+
 from toto_eval.harness.errors import CheckpointError
 from toto_eval.pretrain.checkpoint import load_checkpoint, load_state_into, read_config, save_checkpoint
 from toto_eval.pretrain.hf import PATCH_FILE, export_hf
@@ -129,3 +130,17 @@ def test_export_keeps_patch_layers(tmp_path: Path) -> None:
     patch = load_file(str(tmp_path / "hf" / PATCH_FILE))
     assert torch.equal(patch["patch_embed.weight"], toto.patch_embed.weight.detach())
     assert torch.equal(patch["patch_head.weight"], toto.patch_head.weight.detach())
+
+
+def test_export_hf_command(ckpt: Path, tmp_path: Path, capsys) -> None:
+    from toto_eval.pretrain.cli import main
+
+    transformers = pytest.importorskip("transformers")
+    assert main(["export-hf", str(ckpt), str(tmp_path / "hf")]) == 0
+    model = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    toto = load_checkpoint(ckpt).eval()
+    ids = torch.randint(0, toto.config.vocab_size, (1, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, toto.logits(toto(toto.embed_tokens(ids))), atol=1e-4, rtol=0)
+    assert main(["export-hf", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
 from toto_eval.harness.cli import main
 from toto_eval.tasks.imagenet_probe.mini import make_mini
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+
 from toto_eval.harness.config import build_config
 from toto_eval.harness.errors import ConfigError
 from toto_eval.pretrain.model import TOTO_CONFIGS, Toto, TotoConfig, llama_ffn_dim
@@ -118,7 +119,7 @@ def test_meta_construction_skips_init() -> None:
 
 def test_max_seq_len() -> None:
     toto = Toto(dataclasses.replace(CFG, max_seq_len=16))
-    with pytest.raises(ValueError, match="max_seq_len=16"):
+    with pytest.raises(ConfigError, match="max_seq_len=16"):
         toto(torch.zeros(1, 17, CFG.dim))
 
 
@@ -151,8 +152,9 @@ def test_paper_sizes() -> None:
 def test_matches_transformers_llama(model: Toto) -> None:
     """Same weights in `transformers.LlamaModel` (eager attention) give the same hidden states."""
     pytest.importorskip("transformers")
-    from toto_eval.pretrain.hf import llama_state_dict, to_llama_config
     from transformers import LlamaModel
+
+    from toto_eval.pretrain.hf import llama_state_dict, to_llama_config
 
     config = to_llama_config(model.config)
     config._attn_implementation = "eager"  # an independent attention implementation, not the same SDPA call

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from toto_eval.harness.probes import (
     AttentiveHeads,
     AttentiveProbe,

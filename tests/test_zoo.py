@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+
 from toto_eval.backbones._weights import read_state_dict, require_weights
 from toto_eval.backbones.baselines import pixels
 from toto_eval.backbones.timm_vit import create_timm_backbone, vit_test
@@ -153,6 +154,7 @@ def test_timm_layers_match_timm_forward_and_frames_are_independent() -> None:
 
 def test_timm_aliases_name_real_timm_models() -> None:
     import timm
+
     from toto_eval.backbones.timm_vit import ALIASES
 
     for alias, name in ALIASES.items():

@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 import torch
+
 from toto_eval.harness.cli import main
 from toto_eval.harness.registry import BACKBONES
 

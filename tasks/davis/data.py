@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
 from toto_eval.harness.errors import DataError, data_error
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
 from toto_eval.harness.errors import DataError
 
 VOID = 255

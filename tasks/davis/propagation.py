@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
 from toto_eval.harness.errors import ConfigError
 
 

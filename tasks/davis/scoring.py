@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from toto_eval.harness.errors import data_error
 
 from .data import load_sequence, read_annotations, read_labels, read_sequence_list

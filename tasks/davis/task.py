@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
 from toto_eval.harness.backbone import Backbone, Preprocess, resolve_layers
 from toto_eval.harness.errors import ConfigError, DataError, data_error
 from toto_eval.harness.registry import TASKS

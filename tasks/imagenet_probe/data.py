@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+
 from toto_eval.harness.backbone import Preprocess
 from toto_eval.harness.errors import data_error
 

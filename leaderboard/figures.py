@@ -1,0 +1,145 @@
+"""The paper's figures from result files, as PNG and SVG (matplotlib, Agg, no display).
+
+- `probe_depth`: accuracy against relative depth (layer + 1) / num_layers, one panel per task, one line per
+  backbone (Figures 4 and 8). A layer's point is its best head on the held-out part of train (the task's
+  `layer_select` key), scored on the reported split, so the curve never selects on test.
+- `robot_demos`: success against the number of demonstrations, one panel per environment (Figure 6), from the
+  robot task's `extra["tasks"][env]["curve"]`, averaged over behaviour-cloning seeds.
+- `scaling`: the compute-optimal frontier and power-law fit of pre-training runs (Figure 9), via
+  `pretrain.scaling`; drawn only when runs are given.
+SVGs carry no date and a fixed hash salt, so the same results give the same files.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .collect import Entry
+from .specs import SPECS, spec_for
+
+plt.rcParams["svg.hashsalt"] = "toto-eval"
+
+
+def layer_curve(entry: Entry) -> list[tuple[float, float]]:
+    """(relative depth, score in the table's unit) per layer, best held-out head per layer; [] when not plottable."""
+    r, spec = entry.result, spec_for(entry.result.task)
+    if not spec.layer_score or not r.ok or not isinstance(r.num_layers, int) or r.num_layers < 1:
+        return []
+    best: dict[int, dict] = {}
+    for row in r.per_layer:
+        if not isinstance(row, dict) or not isinstance(row.get("layer"), int) or not _num(row.get(spec.layer_score)):
+            continue
+        key = spec.layer_select if _num(row.get(spec.layer_select)) else spec.layer_score
+        old = best.get(row["layer"])
+        if old is None or row[key] > old[key]:
+            best[row["layer"]] = row
+    scale = 100.0 if spec.metrics[0].percent else 1.0
+    return [((layer + 1) / r.num_layers, best[layer][spec.layer_score] * scale) for layer in sorted(best)]
+
+
+def probe_depth(entries: list[Entry], out_dir: Path) -> list[Path]:
+    """Figures 4/8: one panel per task that has a multi-layer curve; nothing when none has."""
+    panels: dict[str, list[tuple[str, list]]] = defaultdict(list)
+    for e in entries:
+        curve = layer_curve(e)
+        if len(curve) > 1:
+            panels[e.result.task].append((_label(e), curve))
+    if not panels:
+        return []
+    tasks = [t for t in SPECS if t in panels] + sorted(set(panels) - set(SPECS))
+    colour = _colours(panels)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for label, curve in panels[task]:
+            x, y = zip(*curve, strict=True)
+            ax.plot(x, y, marker="o", label=label, color=colour[label])
+        spec = SPECS.get(task)
+        ax.set(title=task, xlabel="relative depth (layer / num layers)", xlim=(0, 1.05))
+        ax.set_ylabel(f"{spec.main if spec else task} (%)" if spec and spec.metrics[0].percent else "score")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, out_dir / "probe_depth")
+
+
+def robot_curves(entry: Entry) -> dict[str, list[tuple[int, float]]]:
+    """{environment: [(demos, success %)]} averaged over BC seeds; {} when the result has no curve."""
+    tasks = entry.result.extra.get("tasks") if entry.result.ok else None
+    out = {}
+    for env, info in (tasks or {}).items():
+        by_n = defaultdict(list)
+        for point in info.get("curve", []) if isinstance(info, dict) else []:
+            if isinstance(point, dict) and _num(point.get("demos")) and _num(point.get("success")):
+                by_n[int(point["demos"])].append(float(point["success"]) * 100.0)
+        if by_n:
+            out[env] = [(n, float(np.mean(v))) for n, v in sorted(by_n.items())]
+    return out
+
+
+def robot_demos(entries: list[Entry], out_dir: Path) -> list[Path]:
+    """Figure 6: success against demonstrations, one panel per environment."""
+    panels: dict[str, list[tuple[str, list]]] = defaultdict(list)
+    for e in entries:
+        if e.result.task == "robot":
+            for env, curve in robot_curves(e).items():
+                panels[env].append((_label(e), curve))
+    if not panels:
+        return []
+    envs = sorted(panels)
+    colour = _colours(panels)
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.4), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        for label, curve in panels[env]:
+            x, y = zip(*curve, strict=True)
+            ax.plot(x, y, marker="o", label=label, color=colour[label])
+        ax.set(title=env, xlabel="demonstrations", ylabel="success (%)", ylim=(-3, 103))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, out_dir / "robot_demos")
+
+
+def scaling(run_paths: list[Path], out_dir: Path) -> list[Path]:
+    """Figure 9 from pre-training runs (directories with metrics.csv, or CSV files); DataError on bad input."""
+    from ..pretrain.scaling import fit_power_law, read_run
+
+    runs = {Path(p).name or str(p): read_run(p) for p in run_paths}
+    fit = fit_power_law(list(runs.values()))
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, points in runs.items():
+        ax.plot(points[:, 0], points[:, 1], alpha=0.6, label=name)
+    ax.scatter(fit.frontier[:, 0], fit.frontier[:, 1], color="k", s=10, zorder=3, label="frontier")
+    grid = np.logspace(np.log10(fit.frontier[0, 0]), np.log10(fit.frontier[-1, 0]), 50)
+    ax.plot(grid, fit.predict(grid), "k--", label=f"L = {fit.a:.3g} C^{fit.b:.4f}")
+    ax.set(xscale="log", yscale="log", xlabel="training compute (FLOPs)", ylabel="loss")
+    ax.legend(fontsize=7)
+    return _save(fig, out_dir / "scaling")
+
+
+def _save(fig, stem: Path) -> list[Path]:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
+    fig.savefig(png, dpi=120, metadata={"Software": None})
+    fig.savefig(svg, metadata={"Date": None})
+    plt.close(fig)
+    return [png, svg]
+
+
+def _colours(panels: dict[str, list[tuple[str, list]]]) -> dict[str, str]:
+    """One colour per backbone across all panels of a figure."""
+    labels = sorted({label for lines in panels.values() for label, _ in lines})
+    return {label: f"C{i % 10}" for i, label in enumerate(labels)}
+
+
+def _label(e: Entry) -> str:
+    return f"{e.result.backbone}/{e.checkpoint}" + (f" ({', '.join(e.flags)})" if e.flags else "")
+
+
+def _num(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
