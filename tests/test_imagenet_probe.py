@@ -66,7 +66,7 @@ def test_mini_run_then_cached_rerun(tmp_path, mini_cache):
     assert _run(tmp_path, mini_cache) == 0
     first = _result(tmp_path)
     assert first["status"] == "ok" and first["flags"] == {"limited": False, "random_init": True, "mini": True}
-    assert {r["layer"] for r in first["per_layer"]} == {0, 3} and len(first["per_layer"]) == 6
+    assert {r["layer"] for r in first["per_layer"]} == {0, 3} and len(first["per_layer"]) == 8
     assert first["main_score"] == first["metrics"]["top1"] > 0.1  # above chance (10 classes)
     for key in ("task_version", "fingerprint", "provenance", "config", "data", "seed", "wall_seconds"):
         assert first[key] not in (None, "", {})

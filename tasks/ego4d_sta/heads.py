@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import roi_align
 
 from toto_eval.harness.probes import lr_scale
 
@@ -50,6 +49,8 @@ def box_features(
     n = len(b)
     which = torch.tensor([0.0] * n + [1.0] * n + [0.0] * n).view(-1, 1)  # feature map of each ROI
     rois = torch.cat([which, torch.cat([b, b, around])], 1)  # (3B, 5)
+    from torchvision.ops import roi_align  # imported here: torchvision.ops pulls in torch._dynamo (~2 s)
+
     pooled = roi_align(maps, rois, output_size=roi_size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
     pooled = pooled.mean(dim=(2, 3))  # (3B, D)
     context = x.mean(dim=(0, 1, 2)).expand(n, -1)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sklearn.datasets import load_digits
 
 SIZE = 64
 SEED = 0
@@ -24,6 +23,8 @@ def wnid(digit: int) -> str:
 
 
 def make_mini(root: Path) -> None:
+    from sklearn.datasets import load_digits  # imported here: scikit-learn takes a second to import
+
     digits = load_digits()
     rng = np.random.default_rng(SEED)
     is_val = rng.random(len(digits.images)) < VAL_FRACTION

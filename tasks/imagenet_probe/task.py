@@ -23,7 +23,7 @@ from .mini import make_mini
 @dataclass(frozen=True)
 class Config:
     probe: str = "attentive"  # "attentive" (tokens) or "linear" (average-pooled tokens)
-    lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
+    lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2)  # the mini suite selects at 1e-2..3e-2; wide enough both ways
     weight_decay: float = 1e-3
     epochs: int = 20
     batch_size: int = 64
