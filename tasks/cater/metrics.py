@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from toto_eval.harness.probes import topk_accuracy
+
 
 def l1_distance(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean |dx| + |dy| between the predicted and the true cell; probs (N, C), C a square number."""
@@ -22,9 +24,8 @@ def l1_distance(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def topk(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Fraction of rows whose label is among the k highest scores (ties broken by class order)."""
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return float((top == labels[:, None]).any(1).mean())
+    """Fraction of rows whose label is among the k highest scores (the harness's definition)."""
+    return float(topk_accuracy(probs, labels, k))
 
 
 def localization_metrics(probs: np.ndarray, labels: np.ndarray, visible: list[bool | None]) -> dict[str, float]:
