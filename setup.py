@@ -7,7 +7,7 @@ PEP 420 namespace (no __init__.py). The mapping is computed here so that a new s
 
 from setuptools import find_packages, setup
 
-ROOTS = ("harness", "tasks", "backbones", "pretrain", "leaderboard")
+ROOTS = ("common", "harness", "tasks", "backbones", "pretrain", "leaderboard")
 
 packages: list[str] = []
 package_dir: dict[str, str] = {}

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from toto_eval.harness.errors import CheckpointError
+from toto_eval.common.errors import CheckpointError
 
 RANDOM_INIT_SEED = 0
 # Keys that wrap the real state dict in training checkpoints, most specific (EMA weights) first, as timm does.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..harness.errors import CheckpointError
+from ..common.errors import CheckpointError
 from ..harness.registry import BACKBONES
 from ..pretrain.archs import get_arch, load_state_into, read_config
 from .toto import DecoderBackbone, _preprocess

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from toto_eval.common.errors import CheckpointError
 from toto_eval.harness.backbone import Backbone, Layers, Preprocess, resolve_layers
-from toto_eval.harness.errors import CheckpointError
 from toto_eval.harness.registry import BACKBONES
 
 

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from toto_eval.common.errors import ConfigError
 from toto_eval.harness.backbone import Backbone, Layers, Preprocess, resolve_layers
-from toto_eval.harness.errors import ConfigError
 from toto_eval.harness.registry import BACKBONES
 
 from ._weights import check_fits, load_checked, require_weights, seeded

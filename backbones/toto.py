@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..common.errors import CheckpointError, ConfigError
 from ..harness.backbone import Backbone, Layers, Preprocess, resolve_layers
-from ..harness.errors import CheckpointError, ConfigError
 from ..harness.registry import BACKBONES
 from ..pretrain.model import TOTO_CONFIGS, Toto, TotoConfig
 from ..pretrain.tokenizers import IMAGENET_MEAN, IMAGENET_STD, patchify

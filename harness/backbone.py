@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..common.errors import ConfigError
 
 Layers = int | Sequence[int] | None
 

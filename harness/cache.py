@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..common.errors import DataError, TotoEvalError
 from .backbone import Backbone
-from .errors import DataError, TotoEvalError
 
 FORMAT_VERSION = 1
 FP16_MAX = 65504.0

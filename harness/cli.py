@@ -13,9 +13,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from ..common.config import parse_overrides
+from ..common.errors import ConfigError, TotoEvalError
 from .backbone import Layers
-from .config import parse_overrides
-from .errors import ConfigError, TotoEvalError
 
 # Subcommands that live with their task: module paths, imported only when the CLI starts.
 TASK_COMMANDS: tuple[str, ...] = (

@@ -20,10 +20,10 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..common.config import build_config
+from ..common.errors import ConfigError, TotoEvalError
 from .backbone import Backbone, Layers
 from .cache import FeatureCache
-from .config import build_config
-from .errors import ConfigError, TotoEvalError
 from .registry import BACKBONES, TASKS
 from .results import TaskResult, provenance, read_result, result_path, write_result
 from .task import RunContext, Task

@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..common.errors import ConfigError
+from ..common.schedule import warmup_cosine
 from .cache import Features
-from .errors import ConfigError
 from .registry import PROBES
 
 
@@ -228,13 +229,6 @@ def clip_per_head(params: list[nn.Parameter], max_norm: float) -> None:
         p.grad.mul_(factor.view(-1, *([1] * (p.ndim - 1))))
 
 
-def lr_scale(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to zero."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
 def split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (fit, holdout) row indices of a train set; the holdout picks the head, the test set never does."""
     perm = np.random.default_rng(seed).permutation(n)
@@ -303,7 +297,7 @@ def _train(
                 p.grad = None
             loss.backward()
             clip_per_head(params, cfg.clip_grad)
-            opt.step(lr_scale(step, total, warmup))
+            opt.step(warmup_cosine(step, total, warmup))
             step += 1
 
 

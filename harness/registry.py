@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
-from .errors import ConfigError
+from ..common.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .errors import DataError
+from ..common.errors import DataError
 
 SCHEMA_VERSION = 1
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
+from ..common.errors import DataError
 from .backbone import Backbone, Layers, resolve_layers
-from .errors import DataError
+from .display import Display
 
 if TYPE_CHECKING:
     from .cache import ClipSource, FeatureCache, Features
@@ -72,16 +73,17 @@ class RunContext:
         """The layers to probe: --layers if given, else every layer."""
         return resolve_layers(backbone.num_layers, self.layers)
 
-    def dataset_root(self, dirname: str, make_mini: Callable[[Path], None]) -> Path:
-        """`<data-root>/<dirname>`, or the mini version, generated once (atomically) on first use."""
+    def dataset_root(self, dirname: str, make_mini: Callable[[Path], None], version: str = "1") -> Path:
+        """`<data-root>/<dirname>`, or the mini version, generated (atomically) on first use and again whenever
+        the generator's `version` differs from the one that wrote it."""
         if self.data_root is not None:
             root = self.data_root / dirname
             if not root.is_dir():
                 raise DataError(f"{root}: dataset folder not found (expected under --data-root {self.data_root})")
             return root
         root = self.mini_root / dirname
-        if not (root / ".complete").exists():
-            _generate_atomically(root, make_mini)
+        if _mini_version(root) != version:
+            _generate_atomically(root, make_mini, version)
         return root
 
 
@@ -112,13 +114,22 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def _generate_atomically(root: Path, make_mini: Callable[[Path], None]) -> None:
+def _mini_version(root: Path) -> str | None:
+    """The generator version recorded in a mini dataset's completion marker (None: absent or unfinished)."""
+    marker = root / ".complete"
+    if not marker.exists():
+        return None
+    text = marker.read_text().strip()
+    return "1" if text == "ok" else text  # "ok": written before versions were recorded, i.e. version 1
+
+
+def _generate_atomically(root: Path, make_mini: Callable[[Path], None], version: str) -> None:
     # Generate into a sibling temp folder and rename, so an interrupted generation never looks complete.
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
         make_mini(tmp)
-        (tmp / ".complete").write_text("ok\n")
+        (tmp / ".complete").write_text(f"{version}\n")
         if root.exists():
             shutil.rmtree(root)
         os.replace(tmp, root)
@@ -147,6 +158,7 @@ class Task(ABC):
     main_metric: ClassVar[str]
     higher_is_better: ClassVar[bool] = True
     Config: ClassVar[type]
+    display: ClassVar[Display | None] = None  # how results are shown; None: a generic table of every metric
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import DataError, data_error
+from ..common.errors import DataError, data_error
 
 SEEK_GAP = 90  # frames: a larger gap between needed frames is crossed by seeking instead of decoding through it
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..harness.errors import ConfigError, TotoEvalError
+from ..common.errors import ConfigError, TotoEvalError
 from . import figures, render
 from .collect import collect
 from .tables import build_tables

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from ..harness.errors import DataError
+from ..common.errors import DataError
 from ..harness.results import TaskResult, checkpoint_tag, read_result
 from .specs import spec_for, variant_of
 

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .collect import Entry
-from .specs import SPECS, spec_for
+from .specs import known_specs, spec_for
 
 plt.rcParams["svg.hashsalt"] = "toto-eval"
 
@@ -53,14 +53,14 @@ def probe_depth(entries: list[Entry], out_dir: Path) -> list[Path]:
             panels[e.result.task].append((_label(e), curve))
     if not panels:
         return []
-    tasks = [t for t in SPECS if t in panels] + sorted(set(panels) - set(SPECS))
+    tasks = [t for t in known_specs() if t in panels] + sorted(set(panels) - set(known_specs()))
     colour = _colours(panels)
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         for label, curve in panels[task]:
             x, y = zip(*curve, strict=True)
             ax.plot(x, y, marker="o", label=label, color=colour[label])
-        spec = SPECS.get(task)
+        spec = known_specs().get(task)
         ax.set(title=task, xlabel="relative depth (layer / num layers)", xlim=(0, 1.05))
         ax.set_ylabel(f"{spec.main if spec else task} (%)" if spec and spec.metrics[0].percent else "score")
         ax.grid(alpha=0.3)

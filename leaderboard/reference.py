@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from ..harness.errors import data_error
+from ..common.errors import data_error
 
 ROWS_FILE = Path(__file__).with_name("reference_rows.json")
 NORMALISER = "Toto-large"  # the aggregate divides each task's score by this model's reported number

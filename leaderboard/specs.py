@@ -1,132 +1,55 @@
-"""What each task's table looks like: its metrics, their scale, and the setting that splits its columns.
+"""Each task's table settings, found through the task registry, and the helpers that apply them to results.
 
-A spec is data, not code, so a new task needs one entry here (or none: an unknown task gets a generic spec built
-from its result files). Metric keys are looked up in `TaskResult.metrics`; a key a result does not have is simply
-missing in that cell, so a task whose metric names drift shows what is there instead of crashing.
-
-Scales: the paper reports percent. Tasks that store fractions (top-1 0.71, J&F 0.448, success 0.63) mark their
-metrics `percent=True` and are shown x100; Ego4D's mAPs are stored in percent already; CATER's L1 is a distance.
+A task declares its `Display` (harness/display.py) next to its protocol; a task the registry does not know (a
+result file from a plugin that is not installed) gets a generic spec built from its result files. A metric key a
+result does not have is simply missing in that cell, so drifting metric names show what is there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
+from ..harness.display import Display, Metric
+from ..harness.registry import TASKS
 from ..harness.results import TaskResult
 
 
 @dataclass(frozen=True)
-class Metric:
-    key: str  # key in TaskResult.metrics
-    label: str  # column header
-    percent: bool = True  # stored as a fraction; shown x100
-    unit: str = "%"  # the unit shown ("%" after scaling, or e.g. "grid cells")
-
-
-@dataclass(frozen=True)
 class TaskSpec:
+    """A task's display settings (`Task.display`) with the task's name and main metric attached."""
+
     task: str
-    title: str
-    table: int | None  # the paper's table number
-    main: str  # main metric key (the overall table's column)
-    metrics: tuple[Metric, ...]
-    variant_key: str = ""  # config key whose value is a separate setting (CATER frames, DAVIS resolution)
-    variant_label: str = ""
-    pivot_variant: bool = False  # one column per setting (CATER 16 | 32) instead of one row per setting
-    default_variant: str = ""  # the setting of the paper's headline number
-    suffix: str = ""  # also show every metric whose key ends with this (robot: one column per environment)
-    decimals: int = 1
-    layer_score: str = ""  # per-layer key plotted against depth
-    layer_select: str = ""  # per-layer key that picks the best head of a layer (held-out, never the test split)
+    main: str
+    display: Display
+
+    def __getattr__(self, name: str) -> object:  # title, metrics, table, ...: the Display's fields
+        return getattr(self.display, name)
 
 
-_TOP = (Metric("top1", "top-1"), Metric("top5", "top-5"))
+@cache
+def known_specs() -> dict[str, TaskSpec]:
+    """The spec of every registered task, in the paper's table order (tasks without a table last, by name)."""
+    from ..harness.evaluate import load_builtins
 
-SPECS: dict[str, TaskSpec] = {
-    s.task: s
-    for s in (
-        TaskSpec(
-            "imagenet_probe",
-            "ImageNet probe (Table 7)",
-            7,
-            "top1",
-            _TOP,
-            layer_score="test_top1",
-            layer_select="holdout_top1",
-        ),
-        TaskSpec(
-            "k400_probe",
-            "Kinetics-400 probe (Table 8)",
-            8,
-            "top1",
-            _TOP,
-            layer_score="test_top1",
-            layer_select="holdout_top1",
-        ),
-        TaskSpec(
-            "ego4d_sta",
-            "Ego4D short-term anticipation, top-5 mAP (Table 9)",
-            9,
-            "overall",
-            (
-                Metric("noun", "noun", False),
-                Metric("noun_verb", "N+V", False),
-                Metric("noun_ttc", "N+TTC", False),
-                Metric("overall", "overall", False),
-            ),
-            decimals=2,
-            layer_score="overall",
-        ),
-        TaskSpec(
-            "davis",
-            "DAVIS-2017 label propagation (Table 10)",
-            10,
-            "J&F-Mean",
-            (Metric("J&F-Mean", "J&F"), Metric("J-Mean", "J"), Metric("F-Mean", "F")),
-            variant_key="resolution",
-            variant_label="resolution",
-            default_variant="toto256",
-            layer_score="J&F-Mean",
-        ),
-        TaskSpec(
-            "cater",
-            "CATER snitch localisation (Table 12)",
-            12,
-            "top1",
-            (
-                Metric("top1", "top-1"),
-                Metric("top5", "top-5"),
-                Metric("l1", "L1", False, "grid cells"),
-                Metric("top1_visible", "top-1 visible"),
-                Metric("top1_hidden", "top-1 hidden"),
-            ),
-            variant_key="frames",
-            variant_label="frames",
-            pivot_variant=True,
-            default_variant="16f",
-            layer_score="test_top1",
-            layer_select="holdout_top1",
-        ),
-        TaskSpec(
-            "robot",
-            "Robot behaviour cloning, success rate (Table 11 / Figure 6)",
-            11,
-            "success",
-            (Metric("success", "success (mean)"), Metric("real_cube_pick_success", "real cube pick")),
-            suffix="_success",
-            layer_score="success",
-        ),
-    )
-}
+    load_builtins()
+    specs = [_spec(name, TASKS.get(name)) for name in TASKS.names()]
+    return {s.task: s for s in sorted(specs, key=lambda s: (s.display.table is None, s.display.table or 0, s.task))}
+
+
+def _spec(name: str, task: type) -> TaskSpec:
+    display = task.display or Display(name, (Metric(task.main_metric, task.main_metric, False, ""),))
+    return TaskSpec(name, task.main_metric, display)
 
 
 def spec_for(task: str, results: list[TaskResult] = ()) -> TaskSpec:
     """The task's spec, or a generic one: its main metric and every numeric metric its results have."""
-    if task in SPECS:
-        return SPECS[task]
+    known = known_specs()
+    if task in known:
+        return known[task]
     main = next((r.main_metric for r in results if r.main_metric), "score")
     keys = dict.fromkeys([main] + [k for r in results for k, v in r.metrics.items() if _number(v)])
-    return TaskSpec(task, task, None, main, tuple(Metric(k, k, False, "") for k in keys))
+    return TaskSpec(task, main, Display(task, tuple(Metric(k, k, False, "") for k in keys)))
 
 
 def variant_of(spec: TaskSpec, result: TaskResult) -> str:

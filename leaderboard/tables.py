@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..harness.display import Metric
 from .collect import FLAGS, Collection, Entry
 from .reference import NORMALISER, Reference, normaliser, reference_rows, source
-from .specs import SPECS, Metric, TaskSpec, metric_keys, scaled, spec_for
+from .specs import TaskSpec, known_specs, metric_keys, scaled, spec_for
 
 ID_COLUMNS = ["model", "checkpoint", "source", "flags", "params (M)"]
 
@@ -224,7 +225,7 @@ def _groups(items, key) -> list[tuple[tuple, list]]:
 
 
 def _task_order(tasks: set[str]) -> list[str]:
-    known = [t for t in SPECS if t in tasks]
+    known = [t for t in known_specs() if t in tasks]
     return known + sorted(tasks - set(known))
 
 

@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from toto_eval.harness.config import build_config
-from toto_eval.harness.errors import CheckpointError, ConfigError
+from toto_eval.common.config import build_config
+from toto_eval.common.errors import CheckpointError, ConfigError
 
 from . import checkpoint as ckpt
 from .gpt2 import GPT2, GPT2_CONFIGS, GPT2Config

@@ -21,8 +21,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from toto_eval.harness.config import build_config
-from toto_eval.harness.errors import CheckpointError, ConfigError
+from toto_eval.common.config import build_config
+from toto_eval.common.errors import CheckpointError, ConfigError
 
 from .model import Toto, TotoConfig
 

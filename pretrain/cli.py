@@ -19,8 +19,8 @@ import typing
 
 import torch
 
-from ..harness.config import build_config
-from ..harness.errors import TotoEvalError
+from ..common.config import build_config
+from ..common.errors import TotoEvalError
 from . import data, scaling, shards, tokenizers, train
 
 

@@ -22,7 +22,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from ..harness.errors import ConfigError, DataError, data_error
+from ..common.errors import ConfigError, DataError, data_error
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".JPEG")
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov")

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from toto_eval.harness.errors import ConfigError
+from toto_eval.common.errors import ConfigError
 
 from .model import RMSNorm
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from toto_eval.harness.errors import ConfigError
+from toto_eval.common.errors import ConfigError
 
 
 def llama_ffn_dim(dim: int, multiple_of: int = 256) -> int:

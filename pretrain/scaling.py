@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..harness.errors import DataError, data_error
+from ..common.errors import DataError, data_error
 
 
 @dataclass(frozen=True)

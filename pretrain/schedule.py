@@ -8,20 +8,17 @@ sees exactly the same clips as W ranks, which is what makes DDP and single-proce
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..harness.errors import ConfigError
+from ..common.errors import ConfigError
+from ..common.schedule import warmup_cosine
 
 
 def lr_at(step: int, lr: float, warmup: int, total: int, min_ratio: float) -> float:
     """Linear warm-up over `warmup` steps, then cosine decay to `lr * min_ratio` at step `total`."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return lr * warmup_cosine(step, total, warmup, min_ratio)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..harness.errors import ConfigError, DataError, data_error
+from ..common.errors import ConfigError, DataError, data_error
 from .data import Mixture
 from .tokenizers import Tokenizer, file_sha256, write_json
 

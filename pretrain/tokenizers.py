@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..harness.config import build_config
-from ..harness.errors import CheckpointError, ConfigError
+from ..common.config import build_config
+from ..common.errors import CheckpointError, ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -39,7 +39,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from ..harness.errors import CheckpointError, ConfigError
+from ..common.errors import CheckpointError, ConfigError
 from .archs import arch_for_config, get_arch, load_state_into, read_config
 from .archs import save as save_checkpoint
 from .model import Toto, TotoConfig

@@ -51,7 +51,7 @@ class ArraySource:
         return {"dataset": "array", "tag": self.tag, "n": len(self.clips)}
 
     def load(self, i: int) -> torch.Tensor:
-        from toto_eval.harness.errors import data_error
+        from toto_eval.common.errors import data_error
 
         if i in self.bad:
             raise data_error(f"clip{i}.mp4", "corrupt")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from toto_eval.backbones.ablations import DecoderBackbone  # importing registers gpt2_* and mamba_*
-from toto_eval.harness.errors import CheckpointError, ConfigError
+from toto_eval.common.errors import CheckpointError, ConfigError
 from toto_eval.harness.registry import BACKBONES
 from toto_eval.pretrain import archs
 from toto_eval.pretrain.checkpoint import save_checkpoint

@@ -22,8 +22,8 @@ import toto_eval.backbones.baselines
 import toto_eval.backbones.timm_vit
 import toto_eval.backbones.torchvision_cnn
 import toto_eval.backbones.video_vit  # noqa: F401
+from toto_eval.common.errors import CheckpointError, ConfigError
 from toto_eval.harness.backbone import Backbone
-from toto_eval.harness.errors import CheckpointError, ConfigError
 from toto_eval.harness.registry import BACKBONES
 
 FAST_PARAMS = 12e6  # one or two of each family: vit_test, deit_tiny, resnet18, video_vit_test, pixels

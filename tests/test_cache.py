@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
+from toto_eval.common.errors import TotoEvalError
 from toto_eval.harness.cache import FILLED, SKIPPED, FeatureCache
-from toto_eval.harness.errors import TotoEvalError
 
 
 def test_second_extraction_runs_no_forward(tmp_path, counting, array_source):

@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from toto_eval.backbones.baselines import Pixels
+from toto_eval.common.config import build_config
+from toto_eval.common.errors import ConfigError, DataError
 from toto_eval.harness.backbone import Preprocess
 from toto_eval.harness.cache import FeatureCache
-from toto_eval.harness.config import build_config
-from toto_eval.harness.errors import ConfigError, DataError
 from toto_eval.harness.task import RunContext
 from toto_eval.tasks.cater import generate_cli
 from toto_eval.tasks.cater.data import CaterClips, clip_indices, read_list, snitch_contained_at_end, variant_dir

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from toto_eval.harness.errors import DataError
+from toto_eval.common.errors import DataError
 from toto_eval.tasks.davis import metrics as M
 from toto_eval.tasks.davis.data import write_labels
 from toto_eval.tasks.davis.score_cli import main as score_main

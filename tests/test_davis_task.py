@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from toto_eval.harness.errors import DataError
+from toto_eval.common.errors import DataError
 from toto_eval.harness.evaluate import RunOptions, create_backbone, evaluate
 from toto_eval.tasks.davis import task as davis_task  # noqa: F401  (registers the task)
 from toto_eval.tasks.davis.data import load_sequence, read_annotations, read_labels, read_sequence_list

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from toto_eval.common.errors import DataError
 from toto_eval.harness.backbone import Preprocess
-from toto_eval.harness.errors import DataError
 from toto_eval.tasks.ego4d_sta import mini
 from toto_eval.tasks.ego4d_sta.data import clip_indices, load_detections, load_split
 from toto_eval.tasks.ego4d_sta.frames import FrameReader, STAClips

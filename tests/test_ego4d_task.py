@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from toto_eval.backbones.baselines import Pixels
+from toto_eval.common.config import build_config
 from toto_eval.harness.backbone import Preprocess
 from toto_eval.harness.cache import FeatureCache
-from toto_eval.harness.config import build_config
 from toto_eval.harness.task import RunContext
 from toto_eval.tasks.ego4d_sta import mini
 from toto_eval.tasks.ego4d_sta.data import load_detections, load_split

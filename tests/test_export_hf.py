@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from toto_eval.harness.errors import CheckpointError
+from toto_eval.common.errors import CheckpointError
 from toto_eval.pretrain.checkpoint import load_checkpoint, load_state_into, read_config, save_checkpoint
 from toto_eval.pretrain.hf import PATCH_FILE, export_hf
 from toto_eval.pretrain.model import TOTO_CONFIGS, Toto

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from toto_eval.common.errors import DataError
 from toto_eval.harness.backbone import Preprocess
-from toto_eval.harness.errors import DataError
 from toto_eval.harness.video import metadata, write_video
 from toto_eval.tasks.k400.data import (
     KineticsSource,

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from toto_eval.harness.config import build_config
-from toto_eval.harness.errors import ConfigError
+from toto_eval.common.config import build_config
+from toto_eval.common.errors import ConfigError
 from toto_eval.pretrain.model import TOTO_CONFIGS, Toto, TotoConfig, llama_ffn_dim
 
 CFG = TOTO_CONFIGS["test"]

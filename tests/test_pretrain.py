@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from toto_eval.harness.errors import CheckpointError, ConfigError, DataError
+from toto_eval.common.errors import CheckpointError, ConfigError, DataError
 from toto_eval.pretrain import data, scaling, schedule, shards, tokenizers, train
 from toto_eval.pretrain.checkpoint import load_checkpoint, save_checkpoint
 from toto_eval.pretrain.model import TOTO_CONFIGS, Toto

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from toto_eval.common.config import build_config, parse_overrides
+from toto_eval.common.errors import ConfigError
 from toto_eval.harness.backbone import resolve_layers
-from toto_eval.harness.config import build_config, parse_overrides
-from toto_eval.harness.errors import ConfigError
 from toto_eval.harness.registry import Registry
 
 

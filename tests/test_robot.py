@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from toto_eval.harness.errors import DataError
+from toto_eval.common.errors import DataError
 from toto_eval.tasks.robot._pybullet import p
 from toto_eval.tasks.robot.demos import EVAL_SEED0, expert_rate, load_demos, record_demos
 from toto_eval.tasks.robot.envs import TASK_NAMES, EnvConfig, ManipEnv

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from toto_eval.common.errors import CheckpointError, ConfigError
 from toto_eval.harness.backbone import Preprocess
-from toto_eval.harness.errors import CheckpointError, ConfigError
 from toto_eval.pretrain import tokenizers as tk
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from toto_eval.backbones.toto import START_IMAGE, START_VIDEO
-from toto_eval.harness.errors import CheckpointError
+from toto_eval.common.errors import CheckpointError
 from toto_eval.harness.evaluate import create_backbone
 from toto_eval.pretrain.checkpoint import save_checkpoint
 from toto_eval.pretrain.model import Toto

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from toto_eval.harness.errors import DataError
+from toto_eval.common.errors import DataError
 from toto_eval.harness.sampling import (
     clip_indices,
     clip_span,

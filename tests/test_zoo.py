@@ -23,8 +23,8 @@ from toto_eval.backbones.baselines import pixels
 from toto_eval.backbones.timm_vit import create_timm_backbone, vit_test
 from toto_eval.backbones.torchvision_cnn import TorchvisionResNet
 from toto_eval.backbones.video_vit import SIZES, VideoViT, create_video_vit, from_videomae, sinusoid_table
+from toto_eval.common.errors import CheckpointError, ConfigError
 from toto_eval.harness.backbone import Preprocess
-from toto_eval.harness.errors import CheckpointError, ConfigError
 from toto_eval.harness.registry import BACKBONES
 
 

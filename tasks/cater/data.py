@@ -28,8 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from toto_eval.common.errors import DataError, data_error
 from toto_eval.harness.backbone import Preprocess
-from toto_eval.harness.errors import DataError, data_error
 from toto_eval.harness.video import VideoReader, make_views
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm")

@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from toto_eval.harness.errors import ConfigError
+from toto_eval.common.errors import ConfigError
 
 from .generator import SceneConfig
 from .mini import DatasetConfig, write_dataset

@@ -31,6 +31,8 @@ from .generator import Scene, SceneConfig, generate_scene, grid_label
 if TYPE_CHECKING:
     from .render import SceneRenderer
 
+VERSION = "1"  # bump when the generated data changes: a stale mini dataset is then regenerated
+
 GRIDS = {"localize": 6, "localize_4x4": 4, "localize_8x8": 8}
 FPS = 24.0
 

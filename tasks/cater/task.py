@@ -17,14 +17,16 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from toto_eval.common.errors import ConfigError, DataError
 from toto_eval.harness.backbone import Backbone
-from toto_eval.harness.errors import ConfigError, DataError
+from toto_eval.harness.display import Display, Metric
 from toto_eval.harness.probes import fit_probe_grid, probe_config, probe_data
 from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext, Task, TaskOutput
 
 from .data import CaterClips, read_list, variant_dir
 from .metrics import by_final_state, localization_metrics
+from .mini import VERSION as MINI_VERSION
 from .mini import make_mini, mini_dirname
 
 NUM_CLASSES = {"localize": 36, "localize_4x4": 16, "localize_8x8": 64}
@@ -59,6 +61,23 @@ class Cater(Task):
     tags = ("video", "probe", "localization")
     main_metric = "top1"
     Config = Config
+    display = Display(
+        "CATER snitch localisation (Table 12)",
+        (
+            Metric("top1", "top-1"),
+            Metric("top5", "top-5"),
+            Metric("l1", "L1", False, "grid cells"),
+            Metric("top1_visible", "top-1 visible"),
+            Metric("top1_hidden", "top-1 hidden"),
+        ),
+        table=12,
+        variant_key="frames",
+        variant_label="frames",
+        pivot_variant=True,
+        default_variant="16f",
+        layer_score="test_top1",
+        layer_select="holdout_top1",
+    )
 
     def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
         cfg = replace(self.config, **MINI_OVERRIDES) if ctx.mini else self.config
@@ -121,5 +140,5 @@ def _root(ctx: RunContext, variant: str) -> Path:
         if variant not in MINI_VARIANTS:
             raise ConfigError(f"cater.variant {variant!r} has no mini version (one of {', '.join(MINI_VARIANTS)})")
         make = partial(make_mini, camera_motion=variant.endswith("cameramotion"))
-        return variant_dir(ctx.dataset_root(mini_dirname(variant), make), variant)
-    return variant_dir(ctx.dataset_root("cater", make_mini), variant)
+        return variant_dir(ctx.dataset_root(mini_dirname(variant), make, MINI_VERSION), variant)
+    return variant_dir(ctx.dataset_root("cater", make_mini, MINI_VERSION), variant)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from toto_eval.harness.errors import DataError, data_error
+from toto_eval.common.errors import DataError, data_error
 
 
 def voc_palette() -> list[int]:

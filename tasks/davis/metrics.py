@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from toto_eval.harness.errors import DataError
+from toto_eval.common.errors import DataError
 
 VOID = 255
 BOUNDARY_THRESHOLD = 0.008

@@ -19,6 +19,8 @@ from scipy import ndimage
 
 from .data import write_labels
 
+VERSION = "1"  # bump when the generated data changes: a stale mini dataset is then regenerated
+
 
 @dataclass(frozen=True)
 class SequenceSpec:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from toto_eval.harness.errors import ConfigError
+from toto_eval.common.errors import ConfigError
 
 
 @dataclass(frozen=True)

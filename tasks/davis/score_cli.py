@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from toto_eval.harness.errors import TotoEvalError
+from toto_eval.common.errors import TotoEvalError
 
 from .scoring import format_tables, score_folder, write_csvs
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toto_eval.harness.errors import data_error
+from toto_eval.common.errors import data_error
 
 from .data import load_sequence, read_annotations, read_labels, read_sequence_list
 from .metrics import ObjectScores, global_table, score_sequence

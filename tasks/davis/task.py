@@ -22,13 +22,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from toto_eval.common.errors import ConfigError, DataError, data_error
 from toto_eval.harness.backbone import Backbone, Preprocess, resolve_layers
-from toto_eval.harness.errors import ConfigError, DataError, data_error
+from toto_eval.harness.display import Display, Metric
 from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext, Task, TaskOutput
 
 from .data import Sequence, load_sequence, read_frame, read_labels, read_sequence_list, write_labels
 from .metrics import VOID
+from .mini import VERSION as MINI_VERSION
 from .mini import make_mini
 from .propagation import (
     RESOLUTIONS,
@@ -91,6 +93,15 @@ class Davis(Task):
     tags = ("video", "propagation", "segmentation")
     main_metric = "J&F-Mean"
     Config = Config
+    display = Display(
+        "DAVIS-2017 label propagation (Table 10)",
+        (Metric("J&F-Mean", "J&F"), Metric("J-Mean", "J"), Metric("F-Mean", "F")),
+        table=10,
+        variant_key="resolution",
+        variant_label="resolution",
+        default_variant="toto256",
+        layer_score="J&F-Mean",
+    )
 
     def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
         cfg = self.config
@@ -99,7 +110,7 @@ class Davis(Task):
         )
         resolution = "backbone" if ctx.mini else cfg.resolution
         side, mode = _resolution(resolution, cfg.resize_mode, backbone)
-        root = ctx.dataset_root("DAVIS", make_mini)
+        root = ctx.dataset_root("DAVIS", make_mini, MINI_VERSION)
         names = _limit(read_sequence_list(root, cfg.split), ctx)
         layers = _layers(cfg, ctx, backbone)
         out_root = _predictions_root(cfg, ctx, backbone, resolution, prop)

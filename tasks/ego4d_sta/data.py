@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from toto_eval.harness.errors import data_error
+from toto_eval.common.errors import data_error
 
 from .metrics import Boxes
 

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from toto_eval.common.errors import data_error
 from toto_eval.harness.backbone import Preprocess
-from toto_eval.harness.errors import data_error
 from toto_eval.harness.video import VideoReader
 
 from .data import STASplit, clip_indices

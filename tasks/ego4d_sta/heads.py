@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toto_eval.harness.probes import lr_scale
+from toto_eval.common.schedule import warmup_cosine
 
 
 def box_features(
@@ -145,7 +145,7 @@ def _train(head: BoxHeads, data: BoxSet, rows: np.ndarray, lr: float, cfg: HeadC
             if step == total:
                 break
             for group in opt.param_groups:
-                group["lr"] = lr * lr_scale(step, total, steps_per_epoch)
+                group["lr"] = lr * warmup_cosine(step, total, steps_per_epoch)
             loss = _loss(head, data, idx, cfg.ttc_loss_weight, device)
             opt.zero_grad(set_to_none=True)
             loss.backward()

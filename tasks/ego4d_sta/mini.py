@@ -40,6 +40,9 @@ SKIN = np.array((224, 172, 140), dtype=np.float32)
 SPLITS = ("train", "val", "test_unannotated")
 
 
+VERSION = "1"  # bump when the generated data changes: a stale mini dataset is then regenerated
+
+
 @dataclass(frozen=True)
 class Episode:
     objects: list[tuple[int, tuple[int, int, int, int]]]  # (noun, inclusive pixel box x1, y1, x2, y2)

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from toto_eval.harness.errors import data_error
+from toto_eval.common.errors import data_error
 
 from .data import STASplit, read_json
 from .metrics import AGNOSTIC_VARIANTS, STA_VARIANTS, Boxes, STAMeanAP

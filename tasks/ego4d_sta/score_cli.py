@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from toto_eval.harness.errors import TotoEvalError
+from toto_eval.common.errors import TotoEvalError
 
 from .data import load_split
 from .results import load_results, score

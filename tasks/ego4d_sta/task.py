@@ -26,9 +26,10 @@ from typing import Literal
 import numpy as np
 import torch
 
+from toto_eval.common.errors import ConfigError, DataError, data_error
 from toto_eval.harness.backbone import Backbone
 from toto_eval.harness.cache import Features
-from toto_eval.harness.errors import ConfigError, DataError, data_error
+from toto_eval.harness.display import Display, Metric
 from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext, Task, TaskOutput
 
@@ -36,6 +37,7 @@ from .data import STASplit, VideoMeta, load_detections, load_split
 from .frames import FrameReader, STAClips
 from .heads import BoxHeads, BoxSet, HeadConfig, box_features, fit_heads, predict_heads
 from .metrics import Boxes
+from .mini import VERSION as MINI_VERSION
 from .mini import make_mini
 from .results import prediction, score, write_results
 
@@ -113,6 +115,18 @@ class Ego4DSTA(Task):
     tags = ("video", "detection", "anticipation")
     main_metric = "overall"
     Config = Config
+    display = Display(
+        "Ego4D short-term anticipation, top-5 mAP (Table 9)",
+        (
+            Metric("noun", "noun", False),
+            Metric("noun_verb", "N+V", False),
+            Metric("noun_ttc", "N+TTC", False),
+            Metric("overall", "overall", False),
+        ),
+        table=9,
+        decimals=2,
+        layer_score="overall",
+    )
 
     def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
         cfg = self.config
@@ -164,7 +178,7 @@ class Ego4DSTA(Task):
     def _prepare(self, backbone: Backbone, ctx: RunContext) -> _Run:
         """Read both splits, check them, and get the token features of every clip (cached)."""
         cfg = self.config
-        root = ctx.dataset_root("ego4d", make_mini)
+        root = ctx.dataset_root("ego4d", make_mini, MINI_VERSION)
         train, evals = self._split(root, cfg.train_split, True), self._split(root, cfg.eval_split, True)
         if (train.nouns, train.verbs) != (evals.nouns, evals.verbs):
             raise data_error(evals.path, f"noun/verb lists differ from {train.path.name}")

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from toto_eval.common.errors import data_error
 from toto_eval.harness.backbone import Preprocess
-from toto_eval.harness.errors import data_error
 
 EXTENSIONS = {".jpeg", ".jpg", ".png"}
 

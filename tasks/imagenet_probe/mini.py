@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+VERSION = "1"  # bump when the generated data changes: a stale mini dataset is then regenerated
+
 SIZE = 64
 SEED = 0
 VAL_FRACTION = 0.2

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from toto_eval.common.errors import DataError
 from toto_eval.harness.backbone import Backbone
-from toto_eval.harness.errors import DataError
+from toto_eval.harness.display import TOP1_TOP5, Display
 from toto_eval.harness.probes import fit_probe_grid, probe_config, probe_data
 from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext, Task, TaskOutput
 
 from .data import ImageFolderSource, list_classes
+from .mini import VERSION as MINI_VERSION
 from .mini import make_mini
 
 
@@ -41,10 +43,13 @@ class ImageNetProbe(Task):
     tags = ("image", "probe", "classification")
     main_metric = "top1"
     Config = Config
+    display = Display(
+        "ImageNet probe (Table 7)", TOP1_TOP5, table=7, layer_score="test_top1", layer_select="holdout_top1"
+    )
 
     def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
         cfg = self.config
-        root = ctx.dataset_root("imagenet", make_mini)
+        root = ctx.dataset_root("imagenet", make_mini, MINI_VERSION)
         classes = list_classes(root)
         splits = {
             s: ImageFolderSource(root, s, classes, backbone.preprocess, cfg.resize_ratio) for s in ("train", "val")

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from toto_eval.common.errors import data_error
 from toto_eval.harness.backbone import Preprocess
-from toto_eval.harness.errors import data_error
 from toto_eval.harness.sampling import random_clip_indices, seeded_rng, segment_clip_indices
 from toto_eval.harness.video import VideoReader, make_views
 

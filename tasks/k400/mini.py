@@ -28,6 +28,8 @@ import numpy as np
 
 from toto_eval.harness.video import write_video
 
+VERSION = "1"  # bump when the generated data changes: a stale mini dataset is then regenerated
+
 CLASSES = (
     "moving left",
     "moving right",

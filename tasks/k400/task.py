@@ -25,13 +25,15 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from toto_eval.common.errors import DataError
 from toto_eval.harness.backbone import Backbone
-from toto_eval.harness.errors import DataError
+from toto_eval.harness.display import TOP1_TOP5, Display
 from toto_eval.harness.probes import fit_probe_grid, probe_config, probe_data
 from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext, Task, TaskOutput
 
 from .data import KineticsSource, Sampling, build_split, class_names, find_annotation, read_entries
+from .mini import VERSION as MINI_VERSION
 from .mini import make_mini
 
 
@@ -67,10 +69,13 @@ class K400Probe(Task):
     tags = ("video", "probe", "classification")
     main_metric = "top1"
     Config = Config
+    display = Display(
+        "Kinetics-400 probe (Table 8)", TOP1_TOP5, table=8, layer_score="test_top1", layer_select="holdout_top1"
+    )
 
     def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
         cfg = self.config
-        root = ctx.dataset_root("kinetics400", make_mini)
+        root = ctx.dataset_root("kinetics400", make_mini, MINI_VERSION)
         protocol = self.protocol(backbone, ctx.mini, ctx.seed)
         sources, missing, classes = load_sources(root, cfg, protocol, backbone)
         layers = ctx.probe_layers(backbone)

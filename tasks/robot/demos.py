@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toto_eval.harness.errors import DataError, data_error
+from toto_eval.common.errors import DataError, data_error
 
 from .envs import EnvConfig, ManipEnv
 from .experts import run_expert

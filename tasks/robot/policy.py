@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from toto_eval.common.schedule import warmup_cosine
+
 
 @dataclass(frozen=True)
 class BCConfig:
@@ -74,9 +76,8 @@ def train_bc(
     a = torch.as_tensor(actions, dtype=torch.float32)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _warmup_cosine(cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch)
-    )
+    warmup, steps = cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine(step, steps, warmup))
     gen = torch.Generator().manual_seed(seed)
     losses = []
     head.train()
@@ -93,12 +94,3 @@ def train_bc(
             total += loss.item() * len(idx)
         losses.append(total / n)
     return head.eval(), losses
-
-
-def _warmup_cosine(warmup: int, total: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-    return factor

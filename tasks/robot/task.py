@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from toto_eval.common.errors import ConfigError, DataError
 from toto_eval.harness.backbone import Backbone, resolve_layers
-from toto_eval.harness.errors import ConfigError, DataError
+from toto_eval.harness.display import Display, Metric
 from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext, Task, TaskOutput
 
@@ -70,6 +71,13 @@ class Robot(Task):
     tags = ("robot", "control")
     main_metric = "success"
     Config = Config
+    display = Display(
+        "Robot behaviour cloning, success rate (Table 11 / Figure 6)",
+        (Metric("success", "success (mean)"), Metric("real_cube_pick_success", "real cube pick")),
+        table=11,
+        suffix="_success",
+        layer_score="success",
+    )
 
     def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
         cfg = effective_config(self.config, ctx)
