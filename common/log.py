@@ -1,0 +1,48 @@
+"""Logging and progress for a library that stays quiet until a command line asks it to talk.
+
+Library code logs through `logging.getLogger(__name__)` and shows progress with `progress(...)`, which is off
+unless the caller turns it on. The command lines call `setup_logging(verbosity)`: INFO to stderr by default,
+DEBUG with -v, WARNING with -q, and every record goes through `tqdm.write` so a message printed inside a loop
+never breaks a progress bar. Python callers that configure nothing see warnings only, and no bars.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """A stderr handler that writes above any live progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never raise
+            self.handleError(record)
+
+
+def setup_logging(verbosity: int = 0, prog: str = "toto-eval") -> None:
+    """Configure the `toto_eval` loggers for a command line: 0 = INFO, >0 = DEBUG, <0 = WARNING."""
+    level = logging.INFO if verbosity == 0 else logging.DEBUG if verbosity > 0 else logging.WARNING
+    handler = _TqdmHandler()
+    handler.setFormatter(
+        logging.Formatter(f"[{prog}] %(message)s" if verbosity <= 0 else "%(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger("toto_eval")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def progress(iterable: Iterable[T] | None = None, *, enabled: bool, **kwargs: Any) -> Any:
+    """A tqdm bar with an ETA when `enabled`, else the bare iterable (or a no-op bar with `total=`)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=not enabled, dynamic_ncols=True, **kwargs)
