@@ -180,6 +180,9 @@ for _alias, _timm_name in ALIASES.items():
     BACKBONES.add(_alias, _factory(_alias, _timm_name))
 
 
+BACKBONES.add_family("timm", create_timm_backbone)  # any plain timm ViT by its timm name: timm:<name>
+
+
 @BACKBONES.register("vit_test")
 def vit_test(checkpoint: str | None = None, random_init: bool = False) -> TimmViT:
     """timm's `test_vit` (6 blocks, dim 64, patch 16) at 64 px and 4 frames: the CPU-fast timm twin for tests."""

@@ -1,7 +1,12 @@
-"""Strict construction of frozen dataclass configs from dicts and `key=value` strings.
+"""Strict construction of frozen dataclass configs from dicts, dotted keys and `key=value` strings.
 
 nanoGPT's configurator got one thing right that many harnesses get wrong: an unknown key or a value of the wrong
 type is an error, never silently ignored. Every task, probe and training config goes through `build_config`.
+
+Configs nest (a task's `probe: ProbeConfig`), and an override names a nested field with a dotted key
+(`probe.lrs`), in a dict or on the command line (`--set k400_probe.probe.lrs=[1e-3,3e-3]`). Overrides apply on
+top of a base config, field by field, so a nested override changes only the fields it names and keeps the
+task's own defaults for the rest.
 """
 
 from __future__ import annotations
@@ -16,29 +21,61 @@ from .errors import ConfigError
 C = TypeVar("C")
 
 
-def build_config(cls: type[C], values: dict[str, Any] | None = None, where: str = "") -> C:
-    """`cls(**values)` after checking every key exists and every value has the field's type."""
-    values = dict(values or {})
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+def build_config(cls: type[C], values: dict[str, Any] | None = None, where: str = "", base: C | None = None) -> C:
+    """`cls` with `values` applied on `base` (or on the defaults), each key checked and each value typed.
+
+    Keys may be dotted (`"probe.lrs"`) or values nested dicts (`{"probe": {"lrs": ...}}`) for dataclass fields.
+    """
     label = where or cls.__qualname__
-    for key in values:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    changes = {}
+    for key, value in nest(values or {}).items():
         if key not in fields:
             raise ConfigError(f"{label}: unknown key {key!r} (known: {', '.join(sorted(fields))})")
-    checked = {key: _coerce(hints[key], value, f"{label}.{key}") for key, value in values.items()}
-    return cls(**checked)
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            inner = getattr(base, key) if base is not None else _default(fields[key])
+            changes[key] = build_config(tp, value, f"{label}.{key}", base=inner)
+        else:
+            changes[key] = _coerce(tp, value, f"{label}.{key}")
+    if base is not None:
+        return dataclasses.replace(base, **changes)
+    return cls(**changes)
+
+
+def nest(values: dict[str, Any]) -> dict[str, Any]:
+    """`{"probe.lrs": x, "epochs": 2}` -> `{"probe": {"lrs": x}, "epochs": 2}` (nested dicts are merged)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        head, dot, rest = key.partition(".")
+        if dot:
+            value = {rest: value}
+        if isinstance(value, dict) and isinstance(out.get(head), dict):
+            out[head] = {**out[head], **nest(value)}
+        else:
+            out[head] = nest(value) if isinstance(value, dict) else value
+    return out
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
-    """`["k400_probe.epochs=3", ...]` -> `{"k400_probe": {"epochs": "3"}}` (values stay strings until typed)."""
+    """`["k400_probe.probe.epochs=3", ...]` -> `{"k400_probe": {"probe.epochs": "3"}}` (values stay strings)."""
     out: dict[str, dict[str, Any]] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         scope, dot, field = key.partition(".")
         if not sep or not dot or not field:
-            raise ConfigError(f"--set {pair!r}: expected TASK.KEY=VALUE")
+            raise ConfigError(f"--set {pair!r}: expected TASK.KEY=VALUE (KEY may be dotted: probe.lrs)")
         out.setdefault(scope, {})[field] = value
     return out
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
@@ -61,7 +98,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: {value!r} is not one of {typing.get_args(tp)}")
         return value
     if origin is tuple:
-        items = value.split(",") if isinstance(value, str) else value
+        items = _split_list(value) if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         args = typing.get_args(tp)
@@ -100,3 +137,11 @@ def _scalar(tp: Any, value: Any, where: str) -> Any:
     elif isinstance(value, tp):
         return value
     raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def _split_list(text: str) -> list[str]:
+    """ "1e-3,3e-3" or "[1e-3, 3e-3]" (the command line's list forms) -> ["1e-3", "3e-3"]; "[]" -> []."""
+    text = text.strip()
+    if text[:1] + text[-1:] in ("[]", "()"):
+        text = text[1:-1]
+    return [part.strip() for part in text.split(",")] if text.strip() else []

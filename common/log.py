@@ -38,7 +38,6 @@ def setup_logging(verbosity: int = 0, prog: str = "toto-eval") -> None:
     root = logging.getLogger("toto_eval")
     root.handlers[:] = [handler]
     root.setLevel(level)
-    root.propagate = False
 
 
 def progress(iterable: Iterable[T] | None = None, *, enabled: bool, **kwargs: Any) -> Any:

@@ -90,12 +90,23 @@ class Backbone(nn.Module, ABC):
         return {"name": self.name, "preprocess": dataclasses.asdict(self.preprocess)}
 
     def fingerprint(self) -> str:
-        """A stable hash of name, config and the exact parameter and buffer bytes."""
-        h = hashlib.sha256(json.dumps(self.config(), sort_keys=True, default=str).encode())
-        for key, tensor in sorted(self.state_dict().items()):
-            h.update(key.encode())
-            h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        return h.hexdigest()[:16]
+        """A stable hash of name, config and the exact parameter and buffer bytes.
+
+        Hashing every weight is the expensive part, so the hash is kept until a tensor changes: the key is each
+        tensor's storage and in-place version counter (`load_state_dict`, an optimiser step or `+=` bump it).
+        """
+        state = self.state_dict()
+        key = (json.dumps(self.config(), sort_keys=True, default=str),)
+        key += tuple((name, t.data_ptr(), t._version, tuple(t.shape), t.dtype) for name, t in state.items())
+        memo = self.__dict__.get("_fingerprint_memo")
+        if memo is None or memo[0] != key:
+            h = hashlib.sha256(key[0].encode())
+            for name, tensor in sorted(state.items()):
+                h.update(name.encode())
+                h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+            memo = (key, h.hexdigest()[:16])
+            self.__dict__["_fingerprint_memo"] = memo
+        return memo[1]
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

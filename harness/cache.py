@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -29,14 +30,15 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..common.errors import DataError, TotoEvalError
+from ..common.log import progress as progress_bar
 from .backbone import Backbone
 
 FORMAT_VERSION = 1
 FP16_MAX = 65504.0
 TODO, FILLED, SKIPPED = 0, 1, 2
+log = logging.getLogger(__name__)
 
 
 class ClipSource(Protocol):
@@ -53,7 +55,11 @@ class ClipSource(Protocol):
 
 @dataclass
 class Features:
-    """Cached features of one source: memory-mapped, row i belongs to `ids[i]`."""
+    """Cached features of one source: memory-mapped, row i belongs to `ids[i]`, i.e. to `source`'s sample i.
+
+    `rows()` are the rows that hold features (unreadable samples are skipped); `labels` and `entries` are the
+    source's labels and per-sample records of exactly those rows, so a task never re-aligns them by hand.
+    """
 
     ids: list[str]
     pooled: dict[int, np.ndarray]  # layer -> (N, V, D)
@@ -61,11 +67,23 @@ class Features:
     grid: tuple[int, int, int]  # (T', H', W') of one view
     stats: dict = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    source: ClipSource | None = None
 
     def rows(self) -> np.ndarray:
         """Indices of the rows that hold features (skipped samples excluded)."""
         bad = set(self.skipped)
         return np.array([i for i, sid in enumerate(self.ids) if sid not in bad], dtype=np.int64)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """`source.labels` of the rows that hold features."""
+        return np.asarray(self.source.labels)[self.rows()]
+
+    @property
+    def entries(self) -> list:
+        """`source.entries` (per-sample records) of the rows that hold features."""
+        entries = self.source.entries
+        return [entries[i] for i in self.rows()]
 
 
 def compute_dtype(device: torch.device) -> str:
@@ -126,6 +144,7 @@ class FeatureCache:
                 )
             entry.finish()
         feats = entry.open()
+        feats.source = source
         feats.stats = {
             "computed": computed,
             "cached": len(source) - computed,
@@ -159,10 +178,10 @@ class _Entry:
         nbytes = sum(n * int(np.prod(s)) * 2 for s in shapes.values())
         self.path.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.path).free
-        print(
-            f"[cache] {self.path.name}: will write {nbytes / 2**20:.1f} MiB for {n} samples "
-            f"({len(shapes)} arrays); {free / 2**30:.1f} GiB free"
-        )
+        log.info(
+            "cache %s: will write %.1f MiB for %d samples (%d arrays); %.1f GiB free",
+            self.path.name, nbytes / 2**20, n, len(shapes), free / 2**30,
+        )  # fmt: skip
         if nbytes * 1.05 > free:
             raise TotoEvalError(
                 f"{self.path}: features need {nbytes / 2**30:.2f} GiB but only "
@@ -245,11 +264,11 @@ def _run(
     )
     backbone.eval().to(device)
     done = 0
-    bar = tqdm(total=len(todo), desc=f"features {backbone.name}", disable=not progress, unit="clip", leave=False)
+    bar = progress_bar(enabled=progress, total=len(todo), desc=f"features {backbone.name}", unit="clip", leave=False)
     for batch in loader:
         good = [(row, x) for row, x in batch if not isinstance(x, str)]
         for row, reason in ((row, x) for row, x in batch if isinstance(x, str)):
-            print(f"[skip] {reason}")
+            log.warning("skipped: %s", reason)
             entry.skip(row, reason)
         if good:
             rows = np.array([row for row, _ in good])

@@ -11,25 +11,25 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from .cache import TODO, FeatureCache
+if TYPE_CHECKING:
+    from .cache import FeatureCache
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     cache = sub.add_parser("cache", help="list, verify or prune cached features")
-    cache.add_argument("action", choices=("ls", "verify", "prune"))
-    cache.add_argument("--cache-dir", type=Path, help="default ~/.cache/toto-eval")
+    cache.add_argument("action", choices=("ls", "verify", "prune"), help="what to do with the cache entries")
+    cache.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "toto-eval", help="the cache")
     cache.add_argument("--backbone", help="prune: only entries of this backbone")
     cache.add_argument("--all", action="store_true", help="prune: every entry")
     cache.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from .evaluate import DEFAULT_CACHE
+    from .cache import FeatureCache
 
-    cache = FeatureCache((args.cache_dir or DEFAULT_CACHE) / "features")
+    cache = FeatureCache(args.cache_dir / "features")
     return {"ls": list_entries, "verify": verify_entries, "prune": prune_entries}[args.action](cache, args)
 
 
@@ -62,6 +62,10 @@ def list_entries(cache: FeatureCache, args: argparse.Namespace) -> int:
 
 def check_entry(path: Path) -> str | None:
     """None if the entry is sound, else the first problem found."""
+    import numpy as np
+
+    from .cache import TODO
+
     meta = json.loads((path / "meta.json").read_text())
     for name, shape in meta["arrays"].items():
         file = path / f"{name}.npy"

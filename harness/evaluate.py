@@ -1,26 +1,28 @@
-"""`evaluate()`: the one path from (backbone, tasks, options) to result files, shared by the CLI, tests and notebooks.
+"""`evaluate()`: the one path from (backbone, tasks, options) to results, shared by the CLI, tests and notebooks.
 
-resolve backbone -> resolve tasks -> for each task: skip if its result exists (overwrite policy), seed, run the
-task, wrap its output with provenance, write it atomically. A task that fails is recorded as failed with its
-one-line reason and the next task runs; results already written are never touched by a later failure.
+resolve tasks -> for each task: skip if its result exists (overwrite policy), build its config (defaults, then
+the mini suite's values, then the user's), seed, run it, wrap its output with the run's provenance (computed once
+per run), write it atomically where asked. A task that fails is recorded as failed with its one-line reason and
+the next task runs; results already written are never touched by a later failure.
+
+Called from Python it is quiet: no progress bars and no files unless `RunOptions` asks for them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import random
-import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from ..common.config import build_config
+from ..common.config import build_config, nest
 from ..common.errors import ConfigError, TotoEvalError
 from .backbone import Backbone, Layers
 from .cache import FeatureCache
@@ -30,6 +32,7 @@ from .task import RunContext, Task
 
 Overwrite = Literal["always", "never"]
 DEFAULT_CACHE = Path.home() / ".cache" / "toto-eval"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class RunOptions:
 
     data_root: Path | None = None  # None: the mini suite
     cache_dir: Path = DEFAULT_CACHE
-    results_dir: Path = Path("results")
+    results_dir: Path | None = None  # None: results are returned, not written
     device: str = "cpu"
     seed: int = 0
     layers: Layers = None
@@ -46,23 +49,20 @@ class RunOptions:
     batch_size: int = 32
     num_workers: int = 0
     overwrite: Overwrite = "always"  # "never": keep an existing ok result and skip the task
-    progress: bool = True
-    task_config: dict[str, dict] = field(default_factory=dict)  # task name -> Config overrides
+    progress: bool = False
+    mini_overrides: bool = True  # False: the mini suite runs every task's full protocol
+    task_config: dict[str, dict] = field(default_factory=dict)  # task name -> Config overrides (dotted keys)
 
 
 def load_builtins() -> None:
     """Import the built-in backbones and tasks so their decorators register them."""
     importlib.import_module("toto_eval.backbones")
-    importlib.import_module("toto_eval.tasks")
+    importlib.import_module("toto_eval.tasks").load()
 
 
 def create_backbone(name: str, checkpoint: str | Path | None = None, random_init: bool = False) -> Backbone:
     """A registered backbone, with weights from `checkpoint` or an explicit random initialisation."""
     load_builtins()
-    if name.startswith("timm:"):  # any plain timm ViT by its timm name
-        from ..backbones.timm_vit import create_timm_backbone
-
-        return create_timm_backbone(name.removeprefix("timm:"), str(checkpoint) if checkpoint else None, random_init)
     factory = BACKBONES.get(name)
     return factory(checkpoint=str(checkpoint) if checkpoint else None, random_init=random_init)
 
@@ -87,6 +87,16 @@ def resolve_tasks(spec: str | list[str]) -> list[str]:
     return chosen
 
 
+def task_config(task_cls: type[Task], mini: bool, overrides: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """(config, the mini values applied): the task's defaults, its `mini` values on the mini suite, then the
+    user's overrides, which win over the mini values they name."""
+    name = task_cls.name
+    user = set(_dotted(nest(overrides or {})))
+    applied = {k: v for k, v in task_cls.mini.items() if mini and k not in user} if mini else {}
+    config = build_config(task_cls.Config, applied, where=name)
+    return build_config(task_cls.Config, overrides, where=name, base=config), applied
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -94,33 +104,23 @@ def seed_everything(seed: int) -> None:
 
 
 def evaluate(backbone: Backbone, tasks: str | list[str], options: RunOptions = RunOptions()) -> list[TaskResult]:
-    """Run `tasks` on `backbone`; returns one TaskResult per task (also written under options.results_dir)."""
+    """Run `tasks` on `backbone`; one TaskResult per task, also written under `options.results_dir` if set."""
     names = resolve_tasks(tasks)
-    ctx = RunContext(
-        cache=FeatureCache(options.cache_dir / "features"),
-        data_root=options.data_root,
-        mini_root=options.cache_dir / "mini",
-        device=torch.device(options.device),
-        seed=options.seed,
-        layers=options.layers,
-        limit=options.limit,
-        batch_size=options.batch_size,
-        progress=options.progress,
-        num_workers=options.num_workers,
-        results_dir=options.results_dir,
-    )
+    ctx = _context(options)
+    facts = provenance()  # git and hardware: once per run
     results = []
     for name in names:
-        existing = result_path(options.results_dir, backbone.name, checkpoint_label(backbone), name)
-        if options.overwrite == "never" and existing.exists() and read_result(existing).ok:
-            print(f"[{name}] result exists, kept (--overwrite never): {existing}")
-            results.append(read_result(existing))
+        kept = _existing(options, backbone, name)
+        if kept is not None:
+            results.append(kept)
             continue
         task_cls = TASKS.get(name)
-        config = build_config(task_cls.Config, options.task_config.get(name), where=name)
-        result = run_task(task_cls(config), backbone, ctx)
-        path = write_result(result, options.results_dir)
-        print(f"[{name}] {result.status}: {result.main_metric} = {result.main_score} -> {path}")
+        config, applied = task_config(task_cls, ctx.mini and options.mini_overrides, options.task_config.get(name))
+        result = run_task(task_cls(config), backbone, ctx, facts, applied)
+        result.run = _run_record(options)
+        if options.results_dir is not None:
+            path = write_result(result, options.results_dir)
+            log.info("%s %s: %s = %s -> %s", name, result.status, result.main_metric, result.main_score, path)
         results.append(result)
     return results
 
@@ -131,17 +131,19 @@ def checkpoint_label(backbone: Backbone) -> str:
     return "random-init" if backbone.random_init else "builtin"
 
 
-def run_task(task: Task, backbone: Backbone, ctx: RunContext) -> TaskResult:
+def run_task(
+    task: Task, backbone: Backbone, ctx: RunContext, facts: dict | None = None, mini_overrides: dict | None = None
+) -> TaskResult:
     """Run one task; a failure becomes a failed TaskResult carrying the one-line reason."""
     seed_everything(ctx.seed)
-    base = _result_base(task, backbone, ctx)
+    base = _result_base(task, backbone, ctx, facts or provenance(), mini_overrides or {})
     start = time.perf_counter()
     try:
         out = task.evaluate(backbone, ctx)
     except TotoEvalError as err:
         return dataclasses.replace(base, status="failed", error=str(err), wall_seconds=time.perf_counter() - start)
     except Exception as err:  # a bug, not bad input: keep the traceback visible, record it, go on
-        traceback.print_exc(file=sys.stderr)
+        log.exception("%s: internal error", task.name)
         return dataclasses.replace(
             base,
             status="failed",
@@ -160,11 +162,63 @@ def run_task(task: Task, backbone: Backbone, ctx: RunContext) -> TaskResult:
         data=out.data,
         extra=out.extra,
         wall_seconds=time.perf_counter() - start,
-        provenance=provenance(),
+        provenance={**base.provenance, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     )
 
 
-def _result_base(task: Task, backbone: Backbone, ctx: RunContext) -> TaskResult:
+def _context(options: RunOptions) -> RunContext:
+    return RunContext(
+        cache=FeatureCache(options.cache_dir / "features"),
+        data_root=options.data_root,
+        mini_root=options.cache_dir / "mini",
+        device=torch.device(options.device),
+        seed=options.seed,
+        layers=options.layers,
+        limit=options.limit,
+        batch_size=options.batch_size,
+        progress=options.progress,
+        num_workers=options.num_workers,
+        results_dir=options.results_dir,
+    )
+
+
+def _existing(options: RunOptions, backbone: Backbone, task: str) -> TaskResult | None:
+    """The stored ok result that `--overwrite never` keeps, if there is one."""
+    if options.overwrite != "never" or options.results_dir is None:
+        return None
+    path = result_path(options.results_dir, backbone.name, checkpoint_label(backbone), task)
+    if path.exists() and read_result(path).ok:
+        log.info("%s: result exists, kept (--overwrite never): %s", task, path)
+        return read_result(path)
+    return None
+
+
+def _run_record(options: RunOptions) -> dict[str, Any]:
+    """The options of a run that shape its numbers, as `toto-eval run` spells them (for `--config RESULT`)."""
+    layers = options.layers
+    return {
+        "layers": "all"
+        if layers is None
+        else f"last{layers}"
+        if isinstance(layers, int)
+        else ",".join(map(str, layers)),
+        "limit": options.limit,
+        "data_root": str(options.data_root) if options.data_root else None,
+        "device": options.device,
+        "batch_size": options.batch_size,
+        "full_protocol": not options.mini_overrides,
+    }
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every leaf key of a nested dict, dotted (`{"probe": {"lrs": 1}}` -> `["probe.lrs"]`)."""
+    keys = []
+    for key, value in tree.items():
+        keys += _dotted(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+    return keys
+
+
+def _result_base(task: Task, backbone: Backbone, ctx: RunContext, facts: dict, mini_overrides: dict) -> TaskResult:
     return TaskResult(
         backbone=backbone.name,
         checkpoint=checkpoint_label(backbone),
@@ -179,5 +233,6 @@ def _result_base(task: Task, backbone: Backbone, ctx: RunContext) -> TaskResult:
         num_params=backbone.num_params(),
         seed=ctx.seed,
         flags={"limited": ctx.limit is not None, "random_init": backbone.random_init, "mini": ctx.mini},
-        provenance=provenance(),
+        mini_overrides=mini_overrides,
+        provenance=facts,
     )

@@ -15,7 +15,6 @@ are kept so per-layer curves can be drawn.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -23,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..common.errors import ConfigError
+from ..common.log import progress as progress_bar
 from ..common.schedule import warmup_cosine
 from .cache import Features
 from .registry import PROBES
@@ -33,7 +32,11 @@ from .registry import PROBES
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """Hyper-parameters of a probe grid (defaults: V-JEPA/AIM-style AdamW, cosine, per-head clipping)."""
+    """Hyper-parameters of a probe grid (defaults: V-JEPA/AIM-style AdamW, cosine, per-head clipping).
+
+    Every probe task nests one (`Config.probe`), with its own defaults; `--set TASK.probe.KEY=VALUE` changes it.
+    The seed is the run's (`--seed`), not a setting here.
+    """
 
     probe: str = "attentive"  # a PROBES name: "attentive" (tokens) or "linear" (pooled)
     lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
@@ -43,19 +46,19 @@ class ProbeConfig:
     warmup_epochs: int = 1
     clip_grad: float = 1.0
     holdout: float = 0.1
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.lrs or min(self.lrs) <= 0:
             raise ConfigError(f"probe lrs must be positive, got {self.lrs}")
         if not 0 < self.holdout < 1:
             raise ConfigError(f"probe holdout must be in (0, 1), got {self.holdout}")
+        if self.probe not in PROBES:
+            raise ConfigError(PROBES.unknown_message(self.probe))
 
-
-def probe_config(task_config: object, seed: int) -> ProbeConfig:
-    """The probe settings of a task config: every ProbeConfig field the task config also has, plus the seed."""
-    names = {f.name for f in dataclasses.fields(ProbeConfig)} - {"seed"}
-    return ProbeConfig(**{n: getattr(task_config, n) for n in names if hasattr(task_config, n)}, seed=seed)
+    @property
+    def needs_tokens(self) -> bool:
+        """Whether the probe reads the full token grid (attentive) or pooled vectors (linear)."""
+        return PROBES.get(self.probe).input_kind == "tokens"
 
 
 @dataclass
@@ -88,14 +91,12 @@ class RowView:
         return self.array[self.rows[index]]
 
 
-def probe_data(features: Features, labels: np.ndarray, kind: str) -> ProbeData:
-    """Probe inputs from cached features: tokens for "attentive", pooled otherwise; skipped samples dropped.
-
-    `labels` is aligned with `features.ids`.
-    """
+def probe_inputs(features: Features, cfg: ProbeConfig) -> ProbeData:
+    """What the probe reads of cached features: tokens for a token probe, pooled vectors otherwise; only the
+    rows that hold features, with their labels."""
     rows = features.rows()
-    arrays = features.tokens if PROBES.get(kind).input_kind == "tokens" else features.pooled
-    return ProbeData({layer: RowView(a, rows) for layer, a in arrays.items()}, np.asarray(labels)[rows])
+    arrays = features.tokens if cfg.needs_tokens else features.pooled
+    return ProbeData({layer: RowView(a, rows) for layer, a in arrays.items()}, features.labels)
 
 
 class AttentiveProbe(nn.Module):
@@ -243,21 +244,22 @@ def fit_probe_grid(
     cfg: ProbeConfig,
     *,
     num_heads: int,
+    seed: int = 0,
     device: torch.device = torch.device("cpu"),
     progress: bool = False,
 ) -> GridResult:
     """Train every (layer x lr) head in one pass per batch; select on a held-out part of train; score on test."""
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     layers = sorted(train.features)
     head_cls = PROBES.get(cfg.probe)
-    fit_rows, hold_rows = split_holdout(len(train.labels), cfg.holdout, cfg.seed)
+    fit_rows, hold_rows = split_holdout(len(train.labels), cfg.holdout, seed)
     heads = nn.ModuleDict(
         {
             str(layer): head_cls(len(cfg.lrs), train.features[layer].shape[-1], num_heads, num_classes)
             for layer in layers
         }
     ).to(device)
-    _train(heads, train, fit_rows, cfg, device, progress)
+    _train(heads, train, fit_rows, cfg, seed, device, progress)
     hold = {
         layer: _predict(heads[str(layer)], train.features[layer], hold_rows, cfg.batch_size, device) for layer in layers
     }
@@ -269,20 +271,25 @@ def fit_probe_grid(
 
 
 def _train(
-    heads: nn.ModuleDict, data: ProbeData, rows: np.ndarray, cfg: ProbeConfig, device: torch.device, progress: bool
+    heads: nn.ModuleDict,
+    data: ProbeData,
+    rows: np.ndarray,
+    cfg: ProbeConfig,
+    seed: int,
+    device: torch.device,
+    progress: bool,
 ) -> None:
     params = [p for p in heads.parameters()]
     lrs = torch.tensor(cfg.lrs, dtype=torch.float32, device=device)
     opt = StackedAdamW(params, lrs, cfg.weight_decay)
-    rng = np.random.default_rng(cfg.seed + 1)
+    rng = np.random.default_rng(seed + 1)
     steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
     labels = torch.as_tensor(data.labels, device=device)
     heads.train()
     step = 0
-    for _ in tqdm(
-        range(cfg.epochs), desc=f"probes ({len(heads)} layers x {len(cfg.lrs)} lrs)", disable=not progress, leave=False
-    ):
+    desc = f"probes ({len(heads)} layers x {len(cfg.lrs)} lrs)"
+    for _ in progress_bar(range(cfg.epochs), enabled=progress, desc=desc, unit="epoch", leave=False):
         order = rng.permutation(rows)
         for start in range(0, len(order), cfg.batch_size):
             idx = np.sort(order[start : start + cfg.batch_size])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import importlib
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
@@ -27,6 +28,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.entry_point_group = entry_point_group
         self._items: dict[str, T | str] = {}
+        self._families: dict[str, Callable] = {}  # "timm" -> factory taking the part after "timm:"
         self._plugins_loaded = entry_point_group is None
 
     def register(self, *names: str) -> Callable[[T], T]:
@@ -45,11 +47,19 @@ class Registry(Generic[T]):
             raise ConfigError(f"{self.kind} {name!r} is registered twice")
         self._items[name] = obj
 
+    def add_family(self, prefix: str, factory: Callable) -> None:
+        """Register every `prefix:ARG` name at once: `get("timm:vit_small_patch16_224")` is `factory` with ARG
+        bound as its first argument (a family of models named by another library's names)."""
+        self._families[prefix] = factory
+
     def get(self, name: str) -> T:
         """The factory registered as `name`; an unknown name raises with a "did you mean" suggestion."""
         self._load_plugins()
+        prefix, colon, arg = name.partition(":")
+        if colon and prefix in self._families and name not in self._items:
+            return functools.partial(self._families[prefix], arg)  # type: ignore[return-value]
         if name not in self._items:
-            raise ConfigError(self._unknown_message(name))
+            raise ConfigError(self.unknown_message(name))
         obj = self._items[name]
         if isinstance(obj, str):
             module, _, attr = obj.partition(":")
@@ -69,9 +79,11 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
-    def _unknown_message(self, name: str) -> str:
+    def unknown_message(self, name: str) -> str:
+        """'unknown <kind> <name>; did you mean ...?' (or the list of known names)."""
         close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(self.names()) or 'none'}"
+        known = ", ".join([*self.names(), *(f"{p}:NAME" for p in self._families)]) or "none"
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {known}"
         return f"unknown {self.kind} {name!r}{hint}"
 
     def _load_plugins(self) -> None:
@@ -87,3 +99,19 @@ class Registry(Generic[T]):
 BACKBONES: Registry = Registry("backbone", "toto_eval.backbones")
 TASKS: Registry = Registry("task", "toto_eval.tasks")
 PROBES: Registry = Registry("probe")
+
+
+def include_files(paths: list[str]) -> None:
+    """Import users' Python files so their `@BACKBONES.register(...)` / `@TASKS.register(...)` run (--include)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    for path in paths:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"{file}: --include file not found")
+        spec = importlib.util.spec_from_file_location(f"toto_eval_include_{file.stem}", file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)

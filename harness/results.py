@@ -25,7 +25,7 @@ import torch
 
 from ..common.errors import DataError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: mini_overrides, intervals
 
 
 @dataclass
@@ -47,7 +47,10 @@ class TaskResult:
     data: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     flags: dict[str, bool] = field(default_factory=dict)  # limited, random_init, mini
+    mini_overrides: dict[str, Any] = field(default_factory=dict)  # config values the mini suite changed
+    intervals: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> 95% interval (low, high, ...)
     seed: int = 0
+    run: dict[str, Any] = field(default_factory=dict)  # the run options that shape the numbers (`--config` reads it)
     error: str | None = None
     wall_seconds: float = 0.0
     provenance: dict[str, Any] = field(default_factory=dict)  # package version, git revision, hardware, time

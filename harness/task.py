@@ -1,13 +1,21 @@
-"""What a task is: a registered class with a frozen `Config`, a version, tags, a main metric and `evaluate`.
+"""What a task is, and the run context every task talks to.
 
-A task owns its data (official layout, plus a mini generator writing the same layout), its protocol and its
-metric. It never trains or caches features by hand: it asks `ctx.cache` for features and `harness.probes` for
-the probe grid. It returns a `TaskOutput`; the runner adds the provenance and writes the `TaskResult`.
+A task is a registered class with a frozen `Config`, a `version`, `tags`, a main metric, a `Display` and
+`evaluate`. It owns its data (official layout, plus a mini generator writing the same layout), its protocol and
+its metric, and nothing else: features come from `ctx.features`, layers from `ctx.probe_layers` /
+`ctx.single_layer`, datasets from `ctx.dataset_root`, prediction folders from `ctx.predictions_dir`, and the
+over-5%-unreadable rule from `unreadable_counts`. So each policy is written once and every task obeys it.
+
+`Task.mini` holds the config values the mini suite changes (fewer frames, views, demonstrations); the runner
+applies them on the mini suite, under the user's `--set`, and records them in the result. It returns a
+`TaskOutput`; the runner adds provenance and writes the `TaskResult`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +35,8 @@ from .display import Display
 if TYPE_CHECKING:
     from .cache import ClipSource, FeatureCache, Features
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class RunContext:
@@ -40,7 +50,7 @@ class RunContext:
     layers: Layers = None  # --layers; None lets the task choose (usually every layer)
     limit: int | None = None  # a seeded random subset of this many samples per split
     batch_size: int = 32
-    progress: bool = True
+    progress: bool = False
     num_workers: int = 0
     results_dir: Path | None = None  # where a task may write artefacts beside its result (e.g. predictions)
 
@@ -49,14 +59,22 @@ class RunContext:
         return self.data_root is None
 
     def features(
-        self, backbone: Backbone, source: ClipSource, *, layers: Sequence[int], token_layers: Sequence[int] = ()
+        self,
+        backbone: Backbone,
+        source: ClipSource,
+        *,
+        layers: Sequence[int],
+        tokens: bool = False,
+        limit: bool = True,
     ) -> Features:
-        """Cached features of `source` (after --limit), one backbone pass for every layer."""
+        """Cached features of `source` (its --limit subset unless `limit=False`): pooled at every layer, and the
+        full token grid too when `tokens`; one backbone pass serves them all. They know their source, so
+        `features.labels` and `features.entries` are aligned with the rows that hold features."""
         return self.cache.extract(
             backbone,
-            self.subset(source),
+            self.subset(source) if limit else source,
             layers=layers,
-            token_layers=token_layers,
+            token_layers=layers if tokens else (),
             device=self.device,
             batch_size=self.batch_size,
             progress=self.progress,
@@ -69,9 +87,27 @@ class RunContext:
             return source
         return Subset(source, self.limit, self.seed)
 
+    def limited(self, items: list) -> list:
+        """The seeded `--limit` subset of a list, in its order (tasks that limit whole videos, not frames)."""
+        if self.limit is None or self.limit >= len(items):
+            return items
+        return [items[i] for i in seeded_rows(len(items), self.limit, self.seed)]
+
     def probe_layers(self, backbone: Backbone) -> list[int]:
         """The layers to probe: --layers if given, else every layer."""
         return resolve_layers(backbone.num_layers, self.layers)
+
+    def single_layer(self, backbone: Backbone, override: int | None = None) -> int:
+        """The one layer of a single-layer task: its own `layer` setting, else --layers when it names exactly
+        one layer, else the backbone's default layer (Toto: the middle, where the paper finds the best)."""
+        if override is not None:
+            return resolve_layers(backbone.num_layers, [override])[0]
+        if self.layers is not None:
+            chosen = resolve_layers(backbone.num_layers, self.layers)
+            if len(chosen) == 1:
+                return chosen[0]
+            log.warning("--layers names %d layers; a single-layer task uses the default layer", len(chosen))
+        return backbone.default_layer
 
     def dataset_root(self, dirname: str, make_mini: Callable[[Path], None], version: str = "1") -> Path:
         """`<data-root>/<dirname>`, or the mini version, generated (atomically) on first use and again whenever
@@ -83,8 +119,21 @@ class RunContext:
             return root
         root = self.mini_root / dirname
         if _mini_version(root) != version:
+            log.info("generating the mini %s dataset in %s (once)", dirname, root)
             _generate_atomically(root, make_mini, version)
         return root
+
+    def predictions_dir(self, task: str, backbone: Backbone, label: str, setting: object) -> Path:
+        """`<results or cache>/predictions/<task>/<backbone>-<weights>/<label>-<setting hash>`: one folder per
+        setting, beside the result files when the run writes results, else in the cache folder."""
+        digest = hashlib.sha256(json.dumps(setting, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        base = self.results_dir or self.cache.root.parent
+        return base / "predictions" / task / f"{backbone.name}-{backbone.fingerprint()[:8]}" / f"{label}-{digest}"
+
+
+def seeded_rows(n: int, k: int, seed: int) -> np.ndarray:
+    """`k` of `range(n)` chosen at random from `seed`, sorted: the one definition of a `--limit` subset."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
 
 class Subset:
@@ -92,7 +141,7 @@ class Subset:
 
     def __init__(self, source: ClipSource, n: int, seed: int) -> None:
         self.source = source
-        self.rows = np.sort(np.random.default_rng(seed).choice(len(source), size=n, replace=False))
+        self.rows = seeded_rows(len(source), n, seed)
         self.ids = [source.ids[i] for i in self.rows]
 
     def identity(self) -> dict:
@@ -106,8 +155,38 @@ class Subset:
         """The subset's rows of `source.labels` (sources with labels keep them as an (N,) array)."""
         return np.asarray(self.source.labels)[self.rows]
 
+    @property
+    def entries(self) -> list:
+        """The subset's rows of `source.entries` (per-sample records, for sources that have them)."""
+        return [self.source.entries[i] for i in self.rows]
+
     def load(self, i: int) -> torch.Tensor:
         return self.source.load(int(self.rows[i]))
+
+
+def unreadable_counts(
+    split: str, feats: Features, max_fraction: float, missing: Sequence[str] = (), present: int | None = None
+) -> dict[str, Any]:
+    """A split's counts; a DataError when more than `max_fraction` of it is missing from disk or unreadable.
+
+    `present` is the number of samples on disk (default: those extracted). Under --limit only the extracted
+    ones were decoded, so their unreadable rate stands for the whole split.
+    """
+    tried = len(feats.ids)
+    present = tried if present is None else present
+    annotated = present + len(missing)
+    bad_share = (len(missing) + len(feats.skipped) * present / max(tried, 1)) / max(annotated, 1)
+    if bad_share > max_fraction:
+        first = "; ".join([*missing[:2], *list(feats.skipped.values())[:2]])
+        bad = len(missing) + len(feats.skipped)
+        raise DataError(f"{bad} of {annotated} {split} samples missing or unreadable (> {max_fraction:.0%}): {first}")
+    return {
+        "annotated": annotated,
+        "evaluated": tried - len(feats.skipped),
+        "missing": list(missing),
+        "unreadable": dict(feats.skipped),
+        "skipped": len(missing) + len(feats.skipped),
+    }
 
 
 def _sha(data: bytes) -> str:
@@ -159,6 +238,7 @@ class Task(ABC):
     higher_is_better: ClassVar[bool] = True
     Config: ClassVar[type]
     display: ClassVar[Display | None] = None  # how results are shown; None: a generic table of every metric
+    mini: ClassVar[dict[str, Any]] = {}  # config values the mini suite changes (dotted keys), recorded in results
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()

@@ -172,14 +172,15 @@ def test_task_end_to_end_on_pixels(tiny_set, tmp_path):
     ctx = RunContext(
         FeatureCache(tmp_path / "features"), data_root=tiny_set.parents[1], mini_root=tmp_path, progress=False
     )
-    cfg = build_config(Cater.Config, {"frames": 4, "epochs": 2, "lrs": "0.001", "batch_size": 4, "holdout": 0.3})
+    probe = {"epochs": 2, "lrs": "0.001", "batch_size": 4, "holdout": 0.3}
+    cfg = build_config(Cater.Config, {"frames": 4, "probe": probe})
     out = Cater(cfg).evaluate(backbone, ctx)
     m = out.metrics
     assert {"top1", "top5", "l1", "n_visible", "n_hidden"} <= set(m) and 0 <= m["top1"] <= m["top5"] <= 1
-    assert m["n_visible"] + m["n_hidden"] == out.data["val"]["n"] == 2
+    assert m["n_visible"] + m["n_hidden"] == out.data["val"]["evaluated"] == 2
     assert out.selected["layer"] == 0 and out.data["num_classes"] == 36
     again = Cater(cfg).evaluate(backbone, ctx)  # warm: read back from the cache, same numbers
-    assert again.metrics == m and again.extra["cache"]["train"]["cached"] == out.data["train"]["n"]
+    assert again.metrics == m and again.extra["cache"]["train"]["cached"] == out.data["train"]["evaluated"]
     bad = tmp_path / "bad" / "cater" / "all_actions"
     (bad / "lists/localize").mkdir(parents=True)
     (bad / "videos").symlink_to(tiny_set / "videos")

@@ -189,10 +189,9 @@ def test_clip_source_shapes_and_missing_video(root, tmp_path):
         empty.load(0)
 
 
-def test_toto_eval_cli_wires_the_command(root, tmp_path, monkeypatch, capsys):
+def test_toto_eval_cli_wires_the_command(root, tmp_path, capsys):
     from toto_eval.harness import cli
 
-    monkeypatch.setattr(cli, "TASK_COMMANDS", ("toto_eval.tasks.ego4d_sta.score_cli",))
     val = load_split(ann_path(root, "val"), require_objects=True)
     write_results(tmp_path / "r.json", perfect_results(val))
     argv = ["ego4d-score", "--annotations", str(ann_path(root, "val")), "--predictions", str(tmp_path / "r.json")]

@@ -16,7 +16,7 @@ from PIL import Image
 from toto_eval.harness.cli import main
 from toto_eval.tasks.imagenet_probe.mini import make_mini
 
-FAST = ["--set", "imagenet_probe.epochs=2", "--layers", "0,-1", "--no-progress", "--batch-size", "64"]
+FAST = ["--set", "imagenet_probe.probe.epochs=2", "--layers", "0,-1", "--no-progress", "--batch-size", "64"]
 
 
 def _run(tmp_path: Path, cache: Path, *extra: str) -> int:
@@ -79,7 +79,7 @@ def test_mini_run_then_cached_rerun(tmp_path, mini_cache):
 def test_limit_is_a_flagged_seeded_subset(tmp_path, mini_cache):
     assert _run(tmp_path, mini_cache, "--limit", "200") == 0
     result = _result(tmp_path)
-    assert result["flags"]["limited"] and result["data"]["train"]["n"] == 200
+    assert result["flags"]["limited"] and result["data"]["train"]["evaluated"] == 200
 
 
 def test_corrupt_image_is_skipped_and_named(tmp_path, capsys):
@@ -88,10 +88,10 @@ def test_corrupt_image_is_skipped_and_named(tmp_path, capsys):
     bad.write_bytes(b"not a jpeg")
     assert _run(tmp_path, tmp_path / "cache", "--data-root", str(root)) == 0
     result = _result(tmp_path)
-    assert list(result["data"]["train"]["skipped"].values()) == [
+    assert list(result["data"]["train"]["unreadable"].values()) == [
         f"{bad}: cannot decode image (cannot identify image file '{bad}')"
     ]
-    assert f"[skip] {bad}" in capsys.readouterr().out
+    assert f"skipped: {bad}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -138,7 +138,8 @@ def test_cli_errors_are_one_line_and_keep_results(tmp_path, capsys):
             assert code == 1
             assert message in _fail_reason(results)
         else:
-            assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+            errors = [line for line in err.splitlines() if line.startswith("toto-eval: error:")]
+            assert code == 2 and len(errors) == 1 and message in errors[0] and "Traceback" not in err
     assert keep.read_text() == "{}"
 
 

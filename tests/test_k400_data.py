@@ -5,6 +5,7 @@ Run: python -m pytest tests/test_k400_data.py -q
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ import torch
 
 from toto_eval.common.errors import DataError
 from toto_eval.harness.backbone import Preprocess
+from toto_eval.harness.evaluate import task_config
+from toto_eval.harness.probes import ProbeConfig
 from toto_eval.harness.video import metadata, write_video
 from toto_eval.tasks.k400.data import (
     KineticsSource,
@@ -23,7 +26,7 @@ from toto_eval.tasks.k400.data import (
     read_entries,
 )
 from toto_eval.tasks.k400.mini import CLASSES, MiniSpec, make_mini, render_clip
-from toto_eval.tasks.k400.task import K400Probe, _counts
+from toto_eval.tasks.k400.task import K400Probe
 
 CSV = """label,youtube_id,time_start,time_end,split,is_cc
 "air drumming",aaaaaaaaaaa,10,20,train,0
@@ -97,15 +100,6 @@ def test_unknown_val_class_and_missing_annotations(tmp_path):
         find_annotation(tmp_path, "test")
 
 
-def test_skip_policy():
-    ok = _counts("val", ["a.mp4"], {"b": "b.mp4: cannot decode"}, present=40, tried=40, limit=0.05)
-    assert (ok["annotated"], ok["evaluated"], ok["skipped"]) == (41, 39, 2)
-    with pytest.raises(DataError, match=r"^3 of 41 val clips missing or unreadable \(> 5%\): a\.mp4; c\.mp4; b\.mp4"):
-        _counts("val", ["a.mp4", "c.mp4"], {"b": "b.mp4: cannot decode"}, present=39, tried=39, limit=0.05)
-    with pytest.raises(DataError, match=r"^2 of 101 val"):  # --limit 10: 1 unreadable in 10 stands for 10 in 100
-        _counts("val", ["a.mp4"], {"b": "b.mp4: cannot decode"}, present=100, tried=10, limit=0.05)
-
-
 def test_source_views_and_seeded_train_clips(tmp_path):
     frames = np.stack([np.full((24, 32, 3), 10 * i, np.uint8) for i in range(20)])  # frame i is grey 10*i
     write_video(tmp_path / "v.mp4", frames, fps=10)
@@ -133,18 +127,15 @@ def test_protocol_from_backbone_and_config():
     class Fake:
         preprocess = Preprocess(resolution=64, frames=16, frame_stride=4)
 
-    task = K400Probe()
-    full = task.protocol(Fake(), mini=False, seed=0)
+    full = K400Probe().protocol(Fake(), seed=0)
     assert (full["val"].segments, full["val"].crops, full["val"].frames, full["val"].stride) == (8, 3, 16, 4)
     assert full["val"].short_side == 73 and full["train"].random_start and full["train"].segments == 1
-    mini = task.protocol(Fake(), mini=True, seed=0)
+    task = K400Probe(task_config(K400Probe, mini=True, overrides=None)[0])
+    mini = task.protocol(Fake(), seed=0)
     assert (mini["val"].segments, mini["val"].crops, mini["val"].frames, mini["val"].stride) == (2, 1, 8, 8)
     Fake.preprocess = Preprocess(resolution=64, frames=8, frame_stride=4)  # already short: kept on the mini suite
-    assert (
-        task.protocol(Fake(), mini=True, seed=0)["train"].frames,
-        task.protocol(Fake(), True, 0)["train"].stride,
-    ) == (8, 4)
-    custom = K400Probe(K400Probe.Config(frames=8, stride=2, resolution=32)).protocol(Fake(), mini=False, seed=1)
+    assert (task.protocol(Fake(), seed=0)["train"].frames, task.protocol(Fake(), 0)["train"].stride) == (8, 4)
+    custom = K400Probe(K400Probe.Config(frames=8, stride=2, resolution=32)).protocol(Fake(), seed=1)
     assert (custom["val"].frames, custom["val"].stride, custom["val"].resolution) == (8, 2, 32)
 
 
@@ -163,7 +154,7 @@ def test_mini_is_deterministic_and_in_the_official_layout(tmp_path):
     assert metadata(entries[0].path).num_frames == 20
 
 
-def test_task_runs_and_counts_bad_clips(tmp_path, capsys):
+def test_task_runs_and_counts_bad_clips(tmp_path, caplog):
     from toto_eval.backbones.toto import toto_test
     from toto_eval.harness.cache import FeatureCache
     from toto_eval.harness.task import RunContext
@@ -173,18 +164,19 @@ def test_task_runs_and_counts_bad_clips(tmp_path, capsys):
     val = sorted((data / "val").glob("*.mp4"))
     val[0].write_bytes(b"not a video at all")  # unreadable
     val[1].unlink()  # missing
-    cfg = K400Probe.Config(frames=4, stride=4, test_segments=2, test_crops=1, epochs=1, lrs=(1e-3,), max_skipped=0.2)
+    probe = ProbeConfig(epochs=1, lrs=(1e-3,))
+    cfg = K400Probe.Config(frames=4, stride=4, test_segments=2, test_crops=1, probe=probe, max_skipped=0.2)
     ctx = RunContext(cache=FeatureCache(tmp_path / "cache"), data_root=tmp_path / "data", mini_root=tmp_path / "m")
     ctx.progress, ctx.layers = False, [1, 2]
-    out = K400Probe(cfg).evaluate(toto_test(), ctx)
-    printed = capsys.readouterr().out
-    assert f"[skip] {val[0]}: not a readable video" in printed
-    assert "[k400] 1 annotated val videos are not on disk" in printed
+    with caplog.at_level(logging.INFO, logger="toto_eval"):
+        out = K400Probe(cfg).evaluate(toto_test(), ctx)
+    assert f"skipped: {val[0]}: not a readable video" in caplog.text
+    assert "1 annotated val videos are not on disk" in caplog.text
     v = out.data["val"]
     assert (v["annotated"], v["evaluated"], v["skipped"]) == (12, 10, 2) and v["missing"] == [str(val[1])]
     assert out.data["train"]["skipped"] == 0 and out.data["num_classes"] == 12
     assert {r["layer"] for r in out.per_layer} == {1, 2} and 0 <= out.metrics["top1"] <= 1
-    assert out.extra["protocol"]["val"]["segments"] == 2 and out.extra["protocol"]["mini"] is False
-    strict = K400Probe(K400Probe.Config(frames=4, stride=4, test_segments=2, test_crops=1, epochs=1))
-    with pytest.raises(DataError, match=r"^2 of 12 val clips missing or unreadable \(> 5%\)"):
+    assert out.extra["protocol"]["val"]["segments"] == 2
+    strict = K400Probe(K400Probe.Config(frames=4, stride=4, test_segments=2, test_crops=1, probe=probe))
+    with pytest.raises(DataError, match=r"^2 of 12 val samples missing or unreadable \(> 5%\)"):
         strict.evaluate(toto_test(), ctx)

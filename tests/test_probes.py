@@ -116,7 +116,7 @@ def _toy(n: int, seed: int, informative_layer: int) -> ProbeData:
 
 
 def test_grid_learns_the_informative_layer_and_is_deterministic():
-    cfg = ProbeConfig(lrs=(1e-3, 1e-2), epochs=15, batch_size=32, seed=0)
+    cfg = ProbeConfig(lrs=(1e-3, 1e-2), epochs=15, batch_size=32)
     train, test = _toy(300, 0, informative_layer=1), _toy(100, 1, informative_layer=1)
     first = fit_probe_grid(train, test, 3, cfg, num_heads=2)
     second = fit_probe_grid(train, test, 3, cfg, num_heads=2)

@@ -13,19 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-import toto_eval.tasks.robot.task  # noqa: F401  (registers "robot" until tasks/__init__ imports it)
 from toto_eval.harness.cache import FeatureCache
-from toto_eval.harness.evaluate import RunOptions, create_backbone, evaluate
+from toto_eval.harness.evaluate import RunOptions, create_backbone, evaluate, task_config
 from toto_eval.harness.task import RunContext
 from toto_eval.tasks.robot import cli
 from toto_eval.tasks.robot.demos import load_demos, record_demos
 from toto_eval.tasks.robot.encode import DemoFrames, LiveEncoder
 from toto_eval.tasks.robot.envs import EnvConfig
-from toto_eval.tasks.robot.task import Config, effective_config
+from toto_eval.tasks.robot.task import Config, Robot, effective_config
 
 TINY = {
     "tasks": ("franka_pick",),
-    "full": True,
     "image_size": 32,
     "max_steps": 25,
     "demos": 2,
@@ -69,10 +67,9 @@ def test_robot_task_end_to_end(tmp_path, backbone):
     assert again.metrics == result.metrics
 
 
-def test_mini_overrides_apply_only_without_full(tmp_path):
-    ctx = RunContext(cache=FeatureCache(tmp_path), data_root=None, mini_root=tmp_path)
-    assert effective_config(Config(), ctx).demos == 4
-    assert effective_config(Config(full=True), ctx).demos == Config().demos
+def test_mini_values_and_the_limit(tmp_path):
+    assert task_config(Robot, mini=True, overrides=None)[0].demos == 4
+    assert task_config(Robot, mini=False, overrides=None)[0].demos == Config().demos == 40
     real = RunContext(cache=FeatureCache(tmp_path), data_root=tmp_path, mini_root=tmp_path, limit=3)
     assert effective_config(Config(), real).episodes == 3
 

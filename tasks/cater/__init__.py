@@ -1,3 +1,1 @@
 """CATER snitch localisation (task 3): the official layout reader, a CATER-style generator, the `cater` task."""
-
-from . import task  # noqa: F401

@@ -31,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--camera-motion", action="store_true", help="the _cameramotion variant")
     p.add_argument("--max-motions", type=int, default=999, help="2 gives CATER's max2action variant")
     p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,17 +12,19 @@ is. The paper does not publish resolution, layer or camera variant; the static `
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from toto_eval.common.errors import ConfigError, DataError
+from toto_eval.common.errors import ConfigError
 from toto_eval.harness.backbone import Backbone
+from toto_eval.harness.cache import Features
 from toto_eval.harness.display import Display, Metric
-from toto_eval.harness.probes import fit_probe_grid, probe_config, probe_data
+from toto_eval.harness.probe_task import ProbeSplits, ProbeTask
+from toto_eval.harness.probes import GridResult, ProbeConfig
 from toto_eval.harness.registry import TASKS
-from toto_eval.harness.task import RunContext, Task, TaskOutput
+from toto_eval.harness.task import RunContext
 
 from .data import CaterClips, read_list, variant_dir
 from .metrics import by_final_state, localization_metrics
@@ -40,22 +42,16 @@ class Config:
     variant: str = "all_actions"  # or all_actions_cameramotion
     list_task: Literal["localize", "localize_4x4", "localize_8x8"] = "localize"
     resize: Literal["square", "short_side_crop"] = "square"
-    probe: str = "attentive"
-    lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
-    weight_decay: float = 1e-3
-    epochs: int = 20
-    batch_size: int = 64
-    warmup_epochs: int = 1
-    clip_grad: float = 1.0
-    holdout: float = 0.1
+    probe: ProbeConfig = ProbeConfig()
     max_skipped: float = 0.05  # fail when more than this fraction of videos cannot be read
 
-
-MINI_OVERRIDES: dict = {}  # the mini set runs the paper protocol unchanged (recorded in extra when non-empty)
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise ConfigError(f"cater.frames must be positive, got {self.frames}")
 
 
 @TASKS.register("cater")
-class Cater(Task):
+class Cater(ProbeTask):
     name = "cater"
     version = "1"
     tags = ("video", "probe", "localization")
@@ -79,54 +75,25 @@ class Cater(Task):
         layer_select="holdout_top1",
     )
 
-    def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
-        cfg = replace(self.config, **MINI_OVERRIDES) if ctx.mini else self.config
-        if cfg.frames < 1:
-            raise ConfigError(f"cater.frames must be positive, got {cfg.frames}")
+    def splits(self, backbone: Backbone, ctx: RunContext) -> ProbeSplits:
+        cfg = self.config
         root = _root(ctx, cfg.variant)
         sources = {split: _source(root, split, cfg, backbone) for split in ("train", "val")}
-        layers = ctx.probe_layers(backbone)
-        token_layers = layers if cfg.probe == "attentive" else []
-        feats = {s: ctx.features(backbone, src, layers=layers, token_layers=token_layers) for s, src in sources.items()}
-        for split, f in feats.items():
-            if len(f.skipped) > cfg.max_skipped * len(f.ids):
-                first = "; ".join(list(f.skipped.values())[:3])
-                raise DataError(f"{len(f.skipped)} of {len(f.ids)} {split} videos unreadable: {first}")
-        used = {s: ctx.subset(src) for s, src in sources.items()}
-        data = {s: probe_data(feats[s], used[s].labels, cfg.probe) for s in sources}
-        grid = fit_probe_grid(
-            data["train"],
-            data["val"],
-            NUM_CLASSES[cfg.list_task],
-            probe_config(cfg, ctx.seed),
-            num_heads=backbone.num_heads,
-            device=ctx.device,
-            progress=ctx.progress,
-        )
-        by_id = {e.name: e for e in sources["val"].entries}
-        kept = [by_id[used["val"].ids[i]] for i in feats["val"].rows()]  # the val rows the probe scored
-        labels, visible = data["val"].labels, [e.visible for e in kept]
+        return ProbeSplits(sources, NUM_CLASSES[cfg.list_task], data={"root": str(root)})
+
+    def score(self, grid: GridResult, val: Features, backbone: Backbone) -> tuple[dict[str, float], dict[str, Any]]:
+        """Top-1, top-5 and L1 grid distance, each also for videos whose snitch is visible / hidden at the end."""
+        labels, entries = val.labels, val.entries
+        visible = [e.visible for e in entries]
         metrics = localization_metrics(grid.test_probs, labels, visible)
         metrics["holdout_top1"] = grid.selected["holdout_top1"]
-        return TaskOutput(
-            metrics=metrics,
-            per_layer=grid.heads,
-            selected=grid.selected,
-            data={
-                s: {"identity": sources[s].identity(), "n": len(feats[s].ids), "skipped": feats[s].skipped}
-                for s in sources
-            }
-            | {"num_classes": NUM_CLASSES[cfg.list_task], "root": str(root)},
-            extra={
-                "by_final_state": by_final_state(grid.test_probs, labels, [e.final_state for e in kept]),
-                "per_layer_metrics": {
-                    layer: localization_metrics(probs, labels, visible) for layer, probs in grid.layer_probs.items()
-                },
-                "cache": {s: f.stats for s, f in feats.items()},
-                "mini_overrides": MINI_OVERRIDES if ctx.mini else {},
-                "layers": layers,
+        extra = {
+            "by_final_state": by_final_state(grid.test_probs, labels, [e.final_state for e in entries]),
+            "per_layer_metrics": {
+                layer: localization_metrics(probs, labels, visible) for layer, probs in grid.layer_probs.items()
             },
-        )
+        }
+        return metrics, extra
 
 
 def _source(root: Path, split: str, cfg: Config, backbone: Backbone) -> CaterClips:

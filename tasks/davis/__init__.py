@@ -5,5 +5,3 @@
 the first-frame mask through a video with frozen features, `mini` generates a small DAVIS in the same layout,
 `score_cli` is `toto-eval davis-score`, and `task` is the registered `davis` task.
 """
-
-from . import task  # noqa: F401  (registers the `davis` task)

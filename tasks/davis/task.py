@@ -6,7 +6,7 @@ frame's GT mask is propagated through the video (see `propagation`); predictions
 DAVIS's file names at the annotation size and scored with the official semi-supervised semantics (`metrics`), so
 the official davis2017-evaluation code scores the same folder unchanged. Toto did not publish its resolution
 policy, context or top-k, and J&F moves by 15-20 points with resolution, so every one of these is a setting and is
-recorded. On the mini suite the frames are warped to the backbone's own resolution.
+recorded. On the mini suite (`Davis.mini`) the frames are warped to the backbone's own resolution.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,7 +24,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from toto_eval.common.errors import ConfigError, DataError, data_error
-from toto_eval.harness.backbone import Backbone, Preprocess, resolve_layers
+from toto_eval.common.log import progress
+from toto_eval.harness.backbone import Backbone, Preprocess
 from toto_eval.harness.display import Display, Metric
 from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext, Task, TaskOutput
@@ -50,7 +52,7 @@ class Config:
     propagation: str = "dino"  # "dino" (frame 0 + last 7, top-5, T 0.1) or "crw" (STC: 20, top-10, T 0.05)
     resolution: str = "toto256"  # "480p", "toto256", "toto512", or "backbone" (its preprocess side; mini)
     resize_mode: str = ""  # "" = the preset's ("square" for toto*, "short_side" for 480p)
-    layer: int | None = None  # None: --layers if given, else the backbone's default (middle) layer
+    layer: int | None = None  # None: every --layers layer if given, else the backbone's default (middle) layer
     context: int | None = None  # overrides of the propagation preset
     topk: int | None = None
     temperature: float | None = None
@@ -93,6 +95,7 @@ class Davis(Task):
     tags = ("video", "propagation", "segmentation")
     main_metric = "J&F-Mean"
     Config = Config
+    mini: ClassVar[dict[str, Any]] = {"resolution": "backbone"}  # mini frames are made at the backbone's size
     display = Display(
         "DAVIS-2017 label propagation (Table 10)",
         (Metric("J&F-Mean", "J&F"), Metric("J-Mean", "J"), Metric("F-Mean", "F")),
@@ -108,16 +111,16 @@ class Davis(Task):
         prop = preset(
             cfg.propagation, context=cfg.context, topk=cfg.topk, temperature=cfg.temperature, radius=cfg.radius
         )
-        resolution = "backbone" if ctx.mini else cfg.resolution
-        side, mode = _resolution(resolution, cfg.resize_mode, backbone)
+        side, mode = _resolution(cfg.resolution, cfg.resize_mode, backbone)
         root = ctx.dataset_root("DAVIS", make_mini, MINI_VERSION)
-        names = _limit(read_sequence_list(root, cfg.split), ctx)
+        # --limit picks whole sequences: propagation needs every frame of a video
+        names = ctx.limited(read_sequence_list(root, cfg.split))
         layers = _layers(cfg, ctx, backbone)
-        out_root = _predictions_root(cfg, ctx, backbone, resolution, prop)
+        out_root = _predictions_root(cfg, ctx, backbone, prop)
         timing = {"features_s": 0.0, "propagation_s": 0.0, "frames": 0, "computed_frames": 0}
         # Every sequence's layout and first annotation is checked before any compute, so bad data fails fast.
         sequences = [_first_annotation(load_sequence(root, name)) for name in names]
-        for sequence, gt0 in sequences:
+        for sequence, gt0 in progress(sequences, enabled=ctx.progress, desc="davis sequences", unit="video"):
             _run_sequence(backbone, ctx, sequence, gt0, layers, (side, mode), prop, out_root, timing)
         rows = []
         for layer in layers:
@@ -130,13 +133,12 @@ class Davis(Task):
         return TaskOutput(
             metrics=metrics,
             per_layer=rows,
-            selected={"layer": reported["layer"], "propagation": cfg.propagation, "resolution": resolution},
+            selected={"layer": reported["layer"], "propagation": cfg.propagation, "resolution": cfg.resolution},
             data={"root": str(root), "split": cfg.split, "sequences": names, "identity": _identity(root, names)},
             extra={
-                "settings": _settings(prop, resolution, side, mode, backbone),
+                "settings": _settings(prop, cfg.resolution, side, mode, backbone),
                 "timing": timing | _per_frame(timing),
                 "scale": "0-1 (papers report x100)",
-                "mini_overrides": {"resolution": "backbone"} if ctx.mini else {},
                 "predictions": str(out_root),
             },
         )
@@ -166,10 +168,7 @@ def _run_sequence(
     """Features (cached), propagation and palette PNGs of one sequence, for every layer."""
     size = input_size(*gt0.shape, *resize)
     source = FrameSource(sequence, size, backbone.preprocess)
-    feats = ctx.cache.extract(
-        backbone, source, layers=layers, token_layers=layers, device=ctx.device, batch_size=ctx.batch_size,
-        progress=ctx.progress, num_workers=ctx.num_workers,
-    )  # fmt: skip
+    feats = ctx.features(backbone, source, layers=layers, tokens=True, limit=False)
     if feats.skipped:
         raise DataError(next(iter(feats.skipped.values())))
     timing["features_s"] += feats.stats["seconds"]
@@ -200,30 +199,17 @@ def _resolution(name: str, resize_mode: str, backbone: Backbone) -> tuple[int, s
 
 
 def _layers(cfg: Config, ctx: RunContext, backbone: Backbone) -> list[int]:
-    if cfg.layer is not None:
-        return resolve_layers(backbone.num_layers, [cfg.layer])
-    if ctx.layers is not None:
-        return resolve_layers(backbone.num_layers, ctx.layers)
-    return [backbone.default_layer]
+    """Its own `layer`, else every --layers layer (propagation is cheap per layer), else the default layer."""
+    if cfg.layer is None and ctx.layers is not None:
+        return ctx.probe_layers(backbone)
+    return [ctx.single_layer(backbone, cfg.layer)]
 
 
-def _limit(names: list[str], ctx: RunContext) -> list[str]:
-    # --limit picks whole sequences (a seeded subset, in list order): propagation needs every frame of a video.
-    if ctx.limit is None or ctx.limit >= len(names):
-        return names
-    keep = np.sort(np.random.default_rng(ctx.seed).choice(len(names), size=ctx.limit, replace=False))
-    return [names[i] for i in keep]
-
-
-def _predictions_root(
-    cfg: Config, ctx: RunContext, backbone: Backbone, resolution: str, prop: PropagationConfig
-) -> Path:
+def _predictions_root(cfg: Config, ctx: RunContext, backbone: Backbone, prop: PropagationConfig) -> Path:
     if cfg.predictions_dir:
         return Path(cfg.predictions_dir)
-    # Beside the result files when the run has a results folder, else in the cache folder.
-    setting = _sha(json.dumps([resolution, cfg.resize_mode, cfg.split, prop.__dict__, ctx.mini], default=str))[:8]
-    base = (ctx.results_dir or ctx.cache.root.parent) / "predictions" / "davis"
-    return base / f"{backbone.name}-{backbone.fingerprint()[:8]}" / f"{cfg.propagation}-{resolution}-{setting}"
+    setting = [cfg.propagation, cfg.resolution, cfg.resize_mode, cfg.split, prop.__dict__, ctx.mini]
+    return ctx.predictions_dir("davis", backbone, f"{cfg.propagation}-{cfg.resolution}", setting)
 
 
 def _settings(prop: PropagationConfig, resolution: str, side: int, mode: str, backbone: Backbone) -> dict:

@@ -4,5 +4,3 @@
 mAP in numpy, `mini` writes a small generated dataset in the same layout, `heads` holds the trainable per-box verb
 and time-to-contact heads, `score_cli` is `toto-eval ego4d-score`, and `task` is the registered `ego4d_sta` task.
 """
-
-from . import task  # noqa: F401  (registers the `ego4d_sta` task)

@@ -16,8 +16,6 @@ resolution, head), so no run of this task is comparable to its Table 9; the resu
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ from toto_eval.harness.backbone import Backbone
 from toto_eval.harness.cache import Features
 from toto_eval.harness.display import Display, Metric
 from toto_eval.harness.registry import TASKS
-from toto_eval.harness.task import RunContext, Task, TaskOutput
+from toto_eval.harness.task import RunContext, Task, TaskOutput, unreadable_counts
 
 from .data import STASplit, VideoMeta, load_detections, load_split
 from .frames import FrameReader, STAClips
@@ -185,14 +183,14 @@ class Ego4DSTA(Task):
         reader = self._reader(root)
         frames = cfg.frames or backbone.preprocess.frames
         stride = cfg.frame_stride or backbone.preprocess.frame_stride
-        layers = [backbone.default_layer] if ctx.layers is None else ctx.probe_layers(backbone)
+        layers = [ctx.single_layer(backbone)] if ctx.layers is None else ctx.probe_layers(backbone)
         sources = {
             s: STAClips(sp, reader, backbone.preprocess, frames, stride)
             for s, sp in (("train", train), ("eval", evals))
         }
-        feats = {s: ctx.features(backbone, src, layers=layers, token_layers=layers) for s, src in sources.items()}
+        feats = {s: ctx.features(backbone, src, layers=layers, tokens=True) for s, src in sources.items()}
         for s, f in feats.items():
-            _check_skipped(s, f.skipped, len(f.ids), cfg.max_skipped)
+            unreadable_counts(s, f, cfg.max_skipped)
         train, evals = _restrict(train, feats["train"].ids), _restrict(evals, feats["eval"].ids)
         return _Run(root, reader, layers, train, evals, sources, feats, self._test_boxes(root, evals))
 
@@ -233,9 +231,8 @@ class Ego4DSTA(Task):
         cfg = self.config
         path = Path(cfg.predictions_path) if cfg.predictions_path and split == cfg.eval_split else None
         if path is None:
-            knobs = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:8]
-            name = f"{backbone.name}-{backbone.fingerprint()}-{cfg.boxes}-{knobs}-{split}.json"
-            path = Path(ctx.results_dir or ctx.cache.root.parent) / "predictions" / "ego4d_sta" / name
+            folder = ctx.predictions_dir("ego4d_sta", backbone, cfg.boxes, dataclasses.asdict(cfg))
+            path = folder / f"{split}.json"
         write_results(path, results)
         return path
 
@@ -246,7 +243,7 @@ class Ego4DSTA(Task):
         test = self._split(run.root, "test_unannotated", False)
         src = run.sources["train"]
         source = STAClips(test, run.reader, backbone.preprocess, src.frames, src.stride)
-        feats = ctx.features(backbone, source, layers=run.layers, token_layers=run.layers)
+        feats = ctx.features(backbone, source, layers=run.layers, tokens=True)
         test = _restrict(test, feats.ids)
         results = _predict(test, feats, layer, head, self._test_boxes(run.root, test), self.config, ctx.device)
         return str(self._write(ctx, backbone, results, "test_unannotated"))
@@ -319,9 +316,3 @@ def _box_features(
 ) -> torch.Tensor:
     tokens = feats.tokens[layer][row, 0]  # (T'*H'*W', D) of the clip's only view
     return box_features(tokens, feats.grid, boxes, (meta.width, meta.height), cfg.roi_size, cfg.context_scale)
-
-
-def _check_skipped(split: str, skipped: dict[str, str], total: int, max_fraction: float) -> None:
-    if len(skipped) > max_fraction * total:
-        first = "; ".join(list(skipped.values())[:3])
-        raise DataError(f"{len(skipped)} of {total} {split} clips unreadable (> {max_fraction:.0%}): {first}")

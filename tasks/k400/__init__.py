@@ -1,3 +1,1 @@
 """Kinetics-400 action classification by attentive probes on frozen clip features (the paper's Table 8)."""
-
-from . import task  # noqa: F401

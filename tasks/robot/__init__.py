@@ -7,5 +7,3 @@ substitute, not a reproduction. Modules: `robots` (arms and grippers), `envs` (s
 `experts` (IK phase scripts), `demos` (record once, reuse), `policy` (MVP-shaped head), `rollout` (evaluation
 with Wilson intervals), `task` (the registered `robot` task) and `cli` (`toto-eval robot demos`).
 """
-
-from . import task  # noqa: F401  (registers the `robot` task)

@@ -13,6 +13,8 @@ import argparse
 import time
 from pathlib import Path
 
+from toto_eval.common.errors import ConfigError
+
 from .demos import expert_rate, record_demos
 from .envs import TASK_NAMES, EnvConfig
 
@@ -29,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     demos.add_argument("--image-size", type=int, default=defaults.image_size)
     demos.add_argument("--max-steps", type=int, default=defaults.max_steps)
     demos.add_argument("--hold-steps", type=int, default=defaults.hold_steps)
+    demos.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASK_NAMES]
     if unknown:
-        print(f"error: unknown robot task(s) {', '.join(unknown)} (known: {', '.join(TASK_NAMES)})")
-        return 2
+        raise ConfigError(f"--tasks: unknown robot task(s) {', '.join(unknown)} (known: {', '.join(TASK_NAMES)})")
     env_cfg = EnvConfig(image_size=args.image_size, max_steps=args.max_steps, hold_steps=args.hold_steps)
     for task in tasks:
         t0 = time.perf_counter()

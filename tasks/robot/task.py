@@ -8,7 +8,8 @@ with the backbone running live. Reported per task: success with a Wilson interva
 success-vs-#demos curve (the analogue of Fig. 6's learning curves), a proprioception-only head (the floor) and
 the expert on the same seeds (the ceiling). The main metric is the BC success averaged over tasks.
 
-Without `full=true` the mini settings apply on the mini suite (few demos and episodes, 64 px images).
+On the mini suite `Robot.mini` applies (few demos and episodes, 64 px images) unless the run asks for the full
+protocol (`--full-protocol`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import dataclasses
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from toto_eval.common.errors import ConfigError, DataError
-from toto_eval.harness.backbone import Backbone, resolve_layers
+from toto_eval.harness.backbone import Backbone
 from toto_eval.harness.display import Display, Metric
 from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext, Task, TaskOutput
@@ -32,7 +34,7 @@ from .envs import TASK_NAMES, EnvConfig
 from .policy import BCConfig, train_bc
 from .rollout import episodes_json, evaluate_expert, evaluate_policy, summarize
 
-MINI = {
+MINI: dict[str, Any] = {
     "image_size": 64,
     "max_steps": 40,
     "demos": 4,
@@ -46,7 +48,6 @@ MINI = {
 @dataclass(frozen=True)
 class Config:
     tasks: tuple[str, ...] = TASK_NAMES
-    full: bool = False  # on the mini suite, keep these settings instead of the mini ones (MINI)
     image_size: int = 112  # simulator camera; frames are resized to the backbone's resolution
     max_steps: int = 60
     hold_steps: int = 3
@@ -71,6 +72,7 @@ class Robot(Task):
     tags = ("robot", "control")
     main_metric = "success"
     Config = Config
+    mini: ClassVar[dict[str, Any]] = MINI
     display = Display(
         "Robot behaviour cloning, success rate (Table 11 / Figure 6)",
         (Metric("success", "success (mean)"), Metric("real_cube_pick_success", "real cube pick")),
@@ -81,7 +83,7 @@ class Robot(Task):
 
     def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
         cfg = effective_config(self.config, ctx)
-        layer = _layer(cfg, backbone, ctx)
+        layer = ctx.single_layer(backbone, cfg.layer)
         root = _demo_root(ctx)
         per_task = {t: _evaluate_task(t, cfg, backbone, layer, root, ctx) for t in cfg.tasks}
         rows = [r for res in per_task.values() for r in res["rows"]]
@@ -108,9 +110,7 @@ class Robot(Task):
 
 
 def effective_config(cfg: Config, ctx: RunContext) -> Config:
-    """The mini overrides on the mini suite (unless `full`), `--limit` capping the episodes; validated."""
-    if ctx.mini and not cfg.full:
-        cfg = dataclasses.replace(cfg, **MINI)
+    """The config with `--limit` capping the episodes; validated."""
     if ctx.limit is not None:
         cfg = dataclasses.replace(cfg, episodes=min(cfg.episodes, ctx.limit))
     unknown = [t for t in cfg.tasks if t not in TASK_NAMES]
@@ -126,16 +126,6 @@ def isaacgym_status() -> dict:
     available = importlib.util.find_spec("isaacgym") is not None
     note = "importable: PixMC tasks could run via ir413/mvp" if available else "not importable: pybullet tasks used"
     return {"available": available, "note": note}
-
-
-def _layer(cfg: Config, backbone: Backbone, ctx: RunContext) -> int:
-    if cfg.layer is not None:
-        return resolve_layers(backbone.num_layers, [cfg.layer])[0]
-    if ctx.layers is not None:
-        chosen = resolve_layers(backbone.num_layers, ctx.layers)
-        if len(chosen) == 1:
-            return chosen[0]
-    return backbone.default_layer
 
 
 def _demo_root(ctx: RunContext) -> Path:
@@ -184,10 +174,7 @@ def _training_data(
         record_demos(root, task, env_cfg, n)
     demos = load_demos(folder, n)
     source = DemoFrames(task, folder.name, demos, backbone.preprocess)
-    # Not ctx.features: --limit must not subsample the frames of a demonstration.
-    feats = ctx.cache.extract(
-        backbone, source, layers=[layer], device=ctx.device, batch_size=ctx.batch_size, progress=ctx.progress
-    )
+    feats = ctx.features(backbone, source, layers=[layer], limit=False)  # --limit never cuts a demonstration
     if feats.skipped:
         raise DataError(f"{folder}: {len(feats.skipped)} demo frames could not be encoded")
     return _Demos(

@@ -1,0 +1,130 @@
+"""`toto-eval run`: evaluate one backbone on tasks, write one result file per task, print a summary.
+
+    toto-eval run --backbone toto_tiny --tasks all                    # the mini suite
+    toto-eval run --backbone toto_large --checkpoint CKPT --tasks all --data-root /data
+    toto-eval run --config run.toml                                   # or a result file: run it again
+
+`--config` takes a TOML run file (keys are this command's long options, plus `[task.NAME]` tables of config
+values) or a result JSON (what that result's run was); options given on the command line win over it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="evaluate a backbone on tasks", description=__doc__)
+    add_run_options(p)
+    p.set_defaults(func=run)
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options of `run` (and of every command that describes a run, such as `plan`)."""
+    p.add_argument("--config", help="a run.toml, or a result .json to run again; options given here win")
+    p.add_argument("--backbone", help="a registered name (`toto-eval ls backbones`) or timm:<name>")
+    p.add_argument("--checkpoint", help="local weights for the backbone (file or checkpoint folder)")
+    p.add_argument("--random-init", action="store_true", help="evaluate an untrained network on purpose (flagged)")
+    p.add_argument("--tasks", default="all", help="task names, tags or 'all', comma-separated")
+    p.add_argument("--data-root", type=Path, help="folder of the real datasets in their official layouts")
+    p.add_argument("--suite", choices=("mini",), help="the generated mini suite (what runs without --data-root)")
+    p.add_argument("--full-protocol", action="store_true", help="on the mini suite, keep each task's full protocol")
+    p.add_argument("--layers", default="all", help="'all', 'lastN', or comma-separated indices (negatives count back)")
+    p.add_argument("--limit", type=int, help="a seeded random subset of N samples per split (results are flagged)")
+    p.add_argument("--device", default="cpu", help="torch device for the backbone and the probes")
+    p.add_argument("--seed", type=int, default=0, help="seeds python, numpy, torch, data order and subsets")
+    p.add_argument("--batch-size", type=int, default=32, help="clips per backbone forward pass")
+    p.add_argument("--num-workers", type=int, default=0, help="data-loading processes")
+    p.add_argument("--cache-dir", type=Path, default=_default_cache(), help="features and mini datasets")
+    p.add_argument("--results-dir", type=Path, default=Path("results"), help="where result files are written")
+    p.add_argument(
+        "--overwrite",
+        choices=("always", "never"),
+        default="always",
+        help="'never' keeps existing successful results and skips those tasks",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="TASK.KEY=VALUE",
+        help="override a task config value; KEY may be dotted (probe.lrs=[1e-3,3e-3]); repeatable",
+    )
+    p.add_argument("--include", action="append", default=[], help="a Python file that registers more (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _default_cache() -> Path:
+    return Path.home() / ".cache" / "toto-eval"
+
+
+def parse_layers(text: str | None):
+    """'all' -> None, 'last4' -> 4 (timm's "last n"), '0,-1' -> [0, -1]."""
+    if text is None or text == "all":
+        return None
+    if text.startswith("last"):
+        return _int(text[4:], "--layers")
+    return [_int(part, "--layers") for part in text.split(",")]
+
+
+def _int(text: str, flag: str) -> int:
+    from ..common.errors import ConfigError
+
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{flag}: {text!r} is not an integer") from None
+
+
+def prepare(args: argparse.Namespace):
+    """(backbone, task names, RunOptions) of a run's options, checked before any compute."""
+    import logging
+
+    from ..common.config import parse_overrides
+    from ..common.errors import ConfigError
+    from .evaluate import RunOptions, create_backbone, resolve_tasks, task_config
+    from .registry import TASKS, include_files
+
+    if not args.backbone:
+        raise ConfigError("--backbone is required (or a --config that names one)")
+    if args.suite == "mini" and args.data_root:
+        raise ConfigError("--suite mini and --data-root exclude each other")
+    include_files(args.include)
+    names = resolve_tasks(args.tasks)
+    overrides = parse_overrides(args.set)
+    for scope in overrides:
+        if scope not in names:
+            raise ConfigError(f"--set {scope}.…: task {scope!r} is not among the selected tasks ({', '.join(names)})")
+    mini = args.data_root is None and not args.full_protocol
+    for name in names:  # every config is checked before any compute
+        task_config(TASKS.get(name), mini, overrides.get(name))
+    backbone = create_backbone(args.backbone, args.checkpoint, args.random_init)
+    if args.data_root is None:
+        logging.getLogger(__name__).info("no --data-root: the mini suite (generated on first use; results flagged)")
+    options = RunOptions(
+        data_root=args.data_root,
+        cache_dir=args.cache_dir,
+        results_dir=args.results_dir,
+        device=args.device,
+        seed=args.seed,
+        layers=parse_layers(args.layers),
+        limit=args.limit,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        mini_overrides=not args.full_protocol,
+        task_config=overrides,
+    )
+    return backbone, names, options
+
+
+def run(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+    from .summary import print_summary
+
+    backbone, names, options = prepare(args)
+    results = evaluate(backbone, names, options)
+    print_summary(results)
+    return 0 if all(r.ok for r in results) else 1
