@@ -10,9 +10,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from toto_eval.common.errors import DataError
+from toto_eval.harness import cli
 from toto_eval.leaderboard import render
 from toto_eval.leaderboard.collect import collect
 from toto_eval.leaderboard.reference import ablation_rows, reference_rows, studies
@@ -100,3 +102,17 @@ def test_a_malformed_reference_file_names_itself(tmp_path):
     bad.write_text(json.dumps({"rows": [{"table": 7, "value": 1.0}]}))
     with pytest.raises(DataError, match=r"ablations.json: rows\[0\]"):
         reference_rows(bad)
+
+
+def test_pretrain_runs_put_their_fit_beside_figure_9(tmp_path, capsys):
+    for name, offset in (("small", 0.0), ("big", 0.5)):
+        points = [10 ** (e + offset) for e in range(8, 12)]
+        lines = ["flops,loss"] + [f"{c:.6g},{7.3 * c**-0.04:.6g}" for c in points]
+        (tmp_path / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    argv = ["leaderboard", "--results-dir", str(tmp_path / "none"), "--out", str(tmp_path / "out"), "--formats", "csv"]
+    assert cli.main([*argv, "--pretrain-runs", str(tmp_path / "small.csv"), str(tmp_path / "big.csv")]) == 0
+    fits = pd.read_csv(tmp_path / "out" / "csv" / "figure9.csv").set_index("model")
+    mine = fits.loc["toto-pretrain fit (2 runs)"]
+    assert mine["source"] == "measured" and mine["compute unit"] == "FLOPs (training)"
+    assert mine["b"] == pytest.approx(-0.04, abs=1e-3) and mine["a"] == pytest.approx(7.3, rel=0.02)
+    assert str(tmp_path / "out" / "csv" / "figure9.csv") in capsys.readouterr().out.split()
