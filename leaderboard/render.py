@@ -97,6 +97,7 @@ def write_csv(table: Table, path: Path) -> None:
 
 
 _TEX_ESCAPES = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
+_TEX_ESCAPES |= {"<": r"\textless{}", ">": r"\textgreater{}"}  # OT1 fonts print other glyphs for < and >
 
 
 _TEX_SYMBOLS = {MISSING: "--", "±": "$\\pm$", "≈": "$\\approx$", "†": "\\textdagger{}", "‡": "\\textdaggerdbl{}"}

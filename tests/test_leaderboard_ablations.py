@@ -116,3 +116,12 @@ def test_pretrain_runs_put_their_fit_beside_figure_9(tmp_path, capsys):
     assert mine["source"] == "measured" and mine["compute unit"] == "FLOPs (training)"
     assert mine["b"] == pytest.approx(-0.04, abs=1e-3) and mine["a"] == pytest.approx(7.3, rel=0.02)
     assert str(tmp_path / "out" / "csv" / "figure9.csv") in capsys.readouterr().out.split()
+
+
+def test_latex_escapes_every_symbol_the_tables_use():
+    tables = build_tables(collect([]))
+    tex = render.latex(tables)
+    body = tex.split("\n", 1)[1]  # the first line is a comment
+    for raw in ("±", "≈", "†", "‡", "→", "—", "<", ">", "->"):
+        assert raw not in body, raw
+    assert "\\textdaggerdbl{}" in tex and "$\\to$" in tex
