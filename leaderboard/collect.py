@@ -6,10 +6,14 @@ score, metrics that are not a mapping) is reported by name and skipped; the rest
 the same (backbone, checkpoint, task, task version, setting) resolve to the newest (by the `finished` time in its
 provenance, else the file's mtime), with a note naming both. Different task versions get different keys, so they
 are never merged.
+
+`intervals` and `mini_overrides` (newer files) are read into the entry; a malformed interval is dropped with a
+note naming the file, and the rest of the file is still used.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,9 +21,11 @@ from pathlib import Path
 
 from ..common.errors import DataError
 from ..harness.results import TaskResult, checkpoint_tag, read_result
+from .intervals import Interval, parse_intervals
 from .specs import spec_for, variant_of
 
 FLAGS = ("limited", "random_init", "mini")
+NEWER_FIELDS = ("intervals", "mini_overrides")  # read from the file until TaskResult declares them
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,12 @@ class Entry:
     path: Path
     variant: str  # the task's setting (CATER "16f", DAVIS "toto256"), '' when it has none
     finished: float  # seconds since the epoch: what "newest" means
+    intervals: dict[str, Interval] = field(default_factory=dict)  # metric key -> 95% interval, stored units
+    mini_overrides: dict = field(default_factory=dict)  # config keys the mini suite changed
+    problems: tuple[str, ...] = ()  # parts of the file that were ignored (malformed intervals)
+
+    def interval(self, metric: str) -> Interval | None:
+        return self.intervals.get(metric) if self.result.ok else None
 
     @property
     def checkpoint(self) -> str:
@@ -56,12 +68,13 @@ def collect(results_dirs: list[Path]) -> Collection:
     """Every valid result under the given directories, newest per key, sorted by backbone, checkpoint, task."""
     out = Collection()
     newest: dict[tuple, Entry] = {}
-    for path in _result_files(results_dirs, out):
+    for path in result_files(results_dirs, out):
         try:
             entry = load_entry(path)
         except DataError as err:
             out.skipped.append(str(err))
             continue
+        out.notes += [f"{entry.path}: {p} (ignored)" for p in entry.problems]
         old = newest.get(entry.key)
         if old is None:
             newest[entry.key] = entry
@@ -85,10 +98,25 @@ def load_entry(path: Path) -> Entry:
     if problem:
         raise DataError(f"{path}: {problem}")
     variant = variant_of(spec_for(result.task, [result]), result)
-    return Entry(result, Path(path), variant, _finished(result, Path(path)))
+    newer = _newer_fields(result, Path(path))
+    intervals, problems = parse_intervals(newer.get("intervals"))
+    overrides = newer.get("mini_overrides")
+    if overrides is not None and not isinstance(overrides, dict):
+        problems.append(f"mini_overrides is a {type(overrides).__name__}, not a mapping")
+    overrides = overrides if isinstance(overrides, dict) else {}
+    return Entry(result, Path(path), variant, _finished(result, Path(path)), intervals, overrides, tuple(problems))
 
 
-def _result_files(results_dirs: list[Path], out: Collection) -> list[Path]:
+def _newer_fields(result: TaskResult, path: Path) -> dict:
+    """The fields a TaskResult may not declare yet (`read_result` keeps only declared ones): read them directly."""
+    if all(hasattr(result, name) for name in NEWER_FIELDS):
+        return {name: getattr(result, name) for name in NEWER_FIELDS}
+    raw = json.loads(path.read_text())  # read_result parsed it already, so this cannot fail on syntax
+    return {name: raw.get(name) for name in NEWER_FIELDS}
+
+
+def result_files(results_dirs: list[Path], out: Collection) -> list[Path]:
+    """The result files under each directory, in order; a missing directory goes to `out.skipped`."""
     files = []
     for root in results_dirs:
         root = Path(root)

@@ -2,7 +2,8 @@
 
 - `probe_depth`: accuracy against relative depth (layer + 1) / num_layers, one panel per task, one line per
   backbone (Figures 4 and 8). A layer's point is its best head on the held-out part of train (the task's
-  `layer_select` key), scored on the reported split, so the curve never selects on test.
+  `layer_select` key), scored on the reported split, so the curve never selects on test. Where that head's row
+  carries `<layer_score>_ci` (its 95% interval), the curve is drawn inside a shaded band of those intervals.
 - `robot_demos`: success against the number of demonstrations, one panel per environment (Figure 6), from the
   robot task's `extra["tasks"][env]["curve"]`, averaged over behaviour-cloning seeds.
 - `scaling`: the compute-optimal frontier and power-law fit of pre-training runs (Figure 9), via
@@ -14,21 +15,31 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Patch
 
 from .collect import Entry
+from .intervals import layer_interval
 from .specs import known_specs, spec_for
 
 plt.rcParams["svg.hashsalt"] = "toto-eval"
 
 
-def layer_curve(entry: Entry) -> list[tuple[float, float]]:
-    """(relative depth, score in the table's unit) per layer, best held-out head per layer; [] when not plottable."""
+class LayerPoint(NamedTuple):
+    depth: float  # (layer + 1) / num_layers
+    score: float  # in the table's unit
+    low: float = float("nan")  # the head's 95% interval, same unit; NaN when the result has none
+    high: float = float("nan")
+
+
+def layer_curve(entry: Entry) -> list[LayerPoint]:
+    """One point per layer, the best held-out head of the layer; [] when not plottable."""
     r, spec = entry.result, spec_for(entry.result.task)
     if not spec.layer_score or not r.ok or not isinstance(r.num_layers, int) or r.num_layers < 1:
         return []
@@ -41,7 +52,12 @@ def layer_curve(entry: Entry) -> list[tuple[float, float]]:
         if old is None or row[key] > old[key]:
             best[row["layer"]] = row
     scale = 100.0 if spec.metrics[0].percent else 1.0
-    return [((layer + 1) / r.num_layers, best[layer][spec.layer_score] * scale) for layer in sorted(best)]
+    out = []
+    for layer in sorted(best):
+        ci = layer_interval(best[layer], spec.layer_score) or (np.nan, np.nan)
+        score = best[layer][spec.layer_score]
+        out.append(LayerPoint((layer + 1) / r.num_layers, score * scale, ci[0] * scale, ci[1] * scale))
+    return out
 
 
 def probe_depth(entries: list[Entry], out_dir: Path) -> list[Path]:
@@ -57,14 +73,20 @@ def probe_depth(entries: list[Entry], out_dir: Path) -> list[Path]:
     colour = _colours(panels)
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
+        banded = False
         for label, curve in panels[task]:
-            x, y = zip(*curve, strict=True)
+            x, y, low, high = (np.array(v, dtype=float) for v in zip(*curve, strict=True))
             ax.plot(x, y, marker="o", label=label, color=colour[label])
+            if np.isfinite(low).any():  # NaN where a layer has no interval: the band has a gap there
+                ax.fill_between(x, low, high, color=colour[label], alpha=0.18, linewidth=0)
+                banded = True
         spec = known_specs().get(task)
         ax.set(title=task, xlabel="relative depth (layer / num layers)", xlim=(0, 1.05))
         ax.set_ylabel(f"{spec.main if spec else task} (%)" if spec and spec.metrics[0].percent else "score")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        handles, _ = ax.get_legend_handles_labels()
+        band = [Patch(color="grey", alpha=0.3, label="95% interval")] if banded else []
+        ax.legend(handles=handles + band, fontsize=7)
     return _save(fig, out_dir / "probe_depth")
 
 

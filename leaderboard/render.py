@@ -1,10 +1,13 @@
 """Tables to text: Markdown, CSV, LaTeX (booktabs) and one self-contained HTML page with sortable columns.
 
-The renderers only format; every number and every footer line comes from `tables.py`. A missing number is "—"
-(LaTeX "--", CSV empty). The HTML page has no external resource: its CSS, script and figures are inline. The script
-sorts a table when a header is clicked and also reads the URL fragment, so a headless browser can drive it
-without a DevTools connection: `#sort=overall:5:desc` sorts directly, and `#click=overall:5,overall:5` performs
-real `click()`s on that header (the same listener a user triggers), which is what the browser test uses.
+The renderers only format; every number, interval, mark and footer line comes from `tables.py`/`ablations.py`.
+A missing number is "—" (LaTeX "--", CSV empty). A number with a 95% interval is written `v ± h`, or `v [low, high]`
+where the interval is lopsided (intervals.text); CSV keeps numbers numeric and adds `<column> low` / `<column> high`
+columns, and a `marks` column where cells carry marks (†, ‡, ≈). The HTML page has no external resource: its CSS,
+script and figures are inline. The script sorts a table when a header is clicked and also reads the URL fragment,
+so a headless browser can drive it without a DevTools connection: `#sort=overall:5:desc` sorts directly, and
+`#click=overall:5,overall:5` performs real `click()`s on that header (the same listener a user triggers), which is
+what the browser test uses.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ import html
 import math
 from pathlib import Path
 
-from .tables import ID_COLUMNS, Table
+import pandas as pd
+
+from . import intervals
+from .table import Table
 
 MISSING = "—"
 
@@ -32,21 +38,35 @@ def cell(value: object, column: str, decimals: int) -> str:
     return str(value)
 
 
+def cell_text(table: Table, i: int, column: str) -> str:
+    """A cell with its interval (± or [low, high]) and its marks."""
+    value, low, high = table.frame.at[i, column], table.low.at[i, column], table.high.at[i, column]
+    if _number(value) and _number(low) and _number(high):
+        text = intervals.text(float(value), float(low), float(high), table.places(column))
+    else:
+        text = cell(value, column, table.places(column))
+    mark = table.marks.at[i, column]
+    return f"{text} {mark}" if mark else text
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
+
+
 def _rows(table: Table) -> list[list[str]]:
     cols = list(table.frame.columns)
-    places = [table.column_decimals.get(c, table.decimals) for c in cols]
-    return [
-        [cell(v, c, d) for v, c, d in zip(row, cols, places, strict=True)]
-        for row in table.frame.itertuples(index=False)
-    ]
+    return [[cell_text(table, i, c) for c in cols] for i in range(len(table.frame))]
 
 
 def markdown(tables: list[Table]) -> str:
-    out = []
+    out, group = [], ""
     for t in tables:
+        if t.group and t.group != group:
+            out += [f"## {t.group}", ""]
+        group = t.group
         cols = list(t.frame.columns)
-        align = ["---" if c in ID_COLUMNS else "---:" for c in cols]
-        out += [f"## {t.title}", "", _md_row(cols), _md_row(align)]
+        align = ["---:" if t.is_numeric(c) else "---" for c in cols]
+        out += [f"{'###' if t.group else '##'} {t.title}", "", _md_row(cols), _md_row(align)]
         out += [_md_row(r) for r in _rows(t)]
         out += [""] + [f"- {line}" for line in t.footer] + [""]
     return "\n".join(out)
@@ -56,15 +76,37 @@ def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
+def csv_frame(table: Table) -> pd.DataFrame:
+    """The table's numbers, each interval column followed by `<column> low` and `<column> high`, then `marks`."""
+    out = table.frame.copy()
+    for column in reversed(table.interval_columns()):
+        at = out.columns.get_loc(column) + 1
+        out.insert(at, f"{column} high", table.high[column])
+        out.insert(at, f"{column} low", table.low[column])
+    marks = [
+        "; ".join(f"{c}: {table.marks.at[i, c]}" for c in table.frame.columns if table.marks.at[i, c])
+        for i in range(len(table.frame))
+    ]
+    if any(marks):
+        out["marks"] = marks
+    return out
+
+
 def write_csv(table: Table, path: Path) -> None:
-    table.frame.to_csv(path, index=False, float_format="%.6g")
+    csv_frame(table).to_csv(path, index=False, float_format="%.6g")
 
 
 _TEX_ESCAPES = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
+_TEX_ESCAPES |= {"<": r"\textless{}", ">": r"\textgreater{}"}  # OT1 fonts print other glyphs for < and >
+
+
+_TEX_SYMBOLS = {MISSING: "--", "±": "$\\pm$", "≈": "$\\approx$", "†": "\\textdagger{}", "‡": "\\textdaggerdbl{}"}
+_TEX_SYMBOLS |= {"→": "$\\to$", "·": "$\\cdot$"}
 
 
 def _tex(text: str) -> str:
-    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in text).replace(MISSING, "--")
+    escaped = "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
+    return "".join(_TEX_SYMBOLS.get(ch, ch) for ch in escaped)
 
 
 def latex(tables: list[Table]) -> str:
@@ -72,7 +114,7 @@ def latex(tables: list[Table]) -> str:
     out = ["% Generated by `toto-eval leaderboard`; needs \\usepackage{booktabs}.", ""]
     for t in tables:
         cols = list(t.frame.columns)
-        spec = "".join("l" if c in ID_COLUMNS else "r" for c in cols)
+        spec = "".join("r" if t.is_numeric(c) else "l" for c in cols)
         out += ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{_tex(t.title)}}}"]
         out += [f"\\label{{tab:{t.name}}}", f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
         out.append(" & ".join(_tex(c) for c in cols) + " \\\\")
@@ -92,9 +134,12 @@ def latex(tables: list[Table]) -> str:
 
 def html_page(tables: list[Table], title: str = "toto-eval leaderboard", figures: list[Path] = ()) -> str:
     """One page, no network: inline CSS and script; `figures` (PNG files) are embedded as data URIs."""
-    body = [f"<h1>{html.escape(title)}</h1>"]
+    body, group = [f"<h1>{html.escape(title)}</h1>"], ""
     for t in tables:
-        body += [f'<h2 id="h-{t.name}">{html.escape(t.title)}</h2>', _html_table(t)]
+        if t.group and t.group != group:
+            body.append(f"<h2>{html.escape(t.group)}</h2>")
+        group, level = t.group, 3 if t.group else 2
+        body += [f'<h{level} id="h-{t.name}">{html.escape(t.title)}</h{level}>', _html_table(t)]
         body += ['<ul class="footer">'] + [f"<li>{html.escape(line)}</li>" for line in t.footer] + ["</ul>"]
     if figures:
         body.append("<h2>Figures</h2>")
@@ -108,19 +153,30 @@ def html_page(tables: list[Table], title: str = "toto-eval leaderboard", figures
 
 def _html_table(t: Table) -> str:
     cols = list(t.frame.columns)
+    kinds = ["num" if t.is_numeric(c) else "text" for c in cols]
     head = "".join(
-        f'<th data-col="{i}" data-type="{"text" if c in ID_COLUMNS else "num"}" aria-sort="none">{html.escape(c)}</th>'
-        for i, c in enumerate(cols)
+        f'<th data-col="{i}" data-type="{k}" class="{k}" aria-sort="none">{html.escape(c)}</th>'
+        for i, (c, k) in enumerate(zip(cols, kinds, strict=True))
     )
     rows = []
-    for raw, text in zip(t.frame.itertuples(index=False), _rows(t), strict=True):
+    for i, (raw, text) in enumerate(zip(t.frame.itertuples(index=False), _rows(t), strict=True)):
         kind = "measured" if raw[cols.index("source")] == "measured" else "reported"
         tds = "".join(
-            f'<td data-v="{"" if s == MISSING else html.escape(_sort_value(v))}">{html.escape(s)}</td>'
-            for v, s in zip(raw, text, strict=True)
+            f'<td class="{k}" data-v="{"" if s == MISSING else html.escape(_sort_value(v))}"{_tip(t, i, c)}>'
+            f"{html.escape(s)}</td>"
+            for v, s, c, k in zip(raw, text, cols, kinds, strict=True)
         )
         rows.append(f'<tr class="{kind}">{tds}</tr>')
     return f'<table id="{t.name}" class="lb"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _tip(t: Table, i: int, column: str) -> str:
+    """A tooltip with the interval's bounds, where the cell has one."""
+    low, high = t.low.at[i, column], t.high.at[i, column]
+    if not (_number(low) and _number(high)):
+        return ""
+    places = t.places(column) + 1
+    return f' title="95% interval [{low:.{places}f}, {high:.{places}f}]"'
 
 
 def _sort_value(value: object) -> str:
@@ -144,7 +200,7 @@ table.lb td { white-space: nowrap; }
 table.lb th { cursor: pointer; border-bottom: 2px solid #444; user-select: none; }
 table.lb th[aria-sort=ascending]::after { content: " \\25B2"; }
 table.lb th[aria-sort=descending]::after { content: " \\25BC"; }
-table.lb td:nth-child(-n+4), table.lb th:nth-child(-n+4) { text-align: left; }
+table.lb td.text, table.lb th.text { text-align: left; }
 tr.reported { color: #666; font-style: italic; }
 ul.footer { font-size: 0.8em; color: #555; }
 figure img { max-width: 48em; }

@@ -6,14 +6,16 @@ Run: python -m pytest tests/test_leaderboard.py -q
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from toto_eval.harness import cli
 from toto_eval.harness.results import TaskResult, write_result
-from toto_eval.leaderboard import cli, figures, render
+from toto_eval.leaderboard import figures, render
 from toto_eval.leaderboard.collect import collect
 from toto_eval.leaderboard.reference import normaliser, reference_rows
 from toto_eval.leaderboard.tables import build_tables
@@ -163,8 +165,9 @@ def test_renderers(tmp_path):
     assert page.count('<table id="') == len(tables)
     render.write_csv(tables[0], tmp_path / "overall.csv")
     back = pd.read_csv(tmp_path / "overall.csv")
-    assert list(back.columns) == list(tables[0].frame.columns)
+    assert list(back.columns) == [*tables[0].frame.columns, "marks"]  # no intervals here; the paper's marks
     assert back.loc[back["model"] == "mine", "davis"].item() == pytest.approx(30.0)
+    assert back.loc[back["model"] == "Toto-base", "marks"].item() == "davis [toto256]: ‡"
 
 
 def test_layer_curve_selects_each_layer_on_holdout(tmp_path):
@@ -175,7 +178,9 @@ def test_layer_curve_selects_each_layer_on_holdout(tmp_path):
     ]
     put(tmp_path, "mine", "imagenet_probe", 0.3, {"top1": 0.3}, per_layer=heads, num_layers=2)
     (entry,) = collect([tmp_path]).entries
-    assert figures.layer_curve(entry) == [(0.5, pytest.approx(5.0)), (1.0, pytest.approx(30.0))]
+    curve = figures.layer_curve(entry)
+    assert [(p.depth, p.score) for p in curve] == [(0.5, pytest.approx(5.0)), (1.0, pytest.approx(30.0))]
+    assert all(math.isnan(p.low) and math.isnan(p.high) for p in curve)  # an older file: no intervals
     paths = figures.probe_depth([entry], tmp_path / "a") + figures.probe_depth([entry], tmp_path / "b")
     assert [p.name for p in paths] == ["probe_depth.png", "probe_depth.svg"] * 2
     assert paths[1].read_bytes() == paths[3].read_bytes()  # deterministic SVG
@@ -195,12 +200,39 @@ def test_cli_writes_every_format_and_names_skipped_files(tmp_path, capsys):
     put(tmp_path / "r", "mine", "imagenet_probe", 0.5, {"top1": 0.5}, flags={"mini": True})
     (tmp_path / "r" / "mine" / "builtin" / "bad.json").write_text("[]")
     out = tmp_path / "out"
-    argv = ["--results-dir", str(tmp_path / "r"), "--out", str(out), "--include-flagged", "--figures"]
-    assert cli.main(argv) == 0
+    argv = ["leaderboard", "--results-dir", str(tmp_path / "r"), "--out", str(out), "--include-flagged", "--figures"]
+    records = _Records()
+    logging.getLogger("toto_eval.leaderboard.cli").addHandler(records)
+    try:
+        assert cli.main(argv) == 0
+    finally:
+        logging.getLogger("toto_eval.leaderboard.cli").removeHandler(records)
+    listed = capsys.readouterr().out.split()
     for name in ("leaderboard.md", "leaderboard.tex", "leaderboard.html", "csv/overall.csv", "csv/cater.csv"):
-        assert (out / name).is_file(), name
-    assert "bad.json" in capsys.readouterr().err
-    assert cli.main([*argv[:4], "--formats", "md,pdf"]) == 2
+        assert (out / name).is_file() and str(out / name) in listed, name
+    assert str(out / "csv" / "table5.csv") in listed  # the reported ablations
+    assert any(r.levelno == logging.WARNING and "bad.json" in r.getMessage() for r in records.records)
+    assert "bad.json" in (out / "leaderboard.md").read_text()  # also in the overall table's footer
+    assert cli.main([*argv[:5], "--formats", "md,pdf"]) == 2
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_cli_help_shows_every_flag_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["leaderboard", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--results-dir", "--out", "--formats", "--include-flagged", "--no-reported", "--figures"):
+        assert flag in text
+    assert "(default: md,csv,tex,html)" in text and "(default: toto-eval leaderboard)" in text
+    assert "(default: results)" in text and "default: None" not in text and "default: False" not in text
 
 
 def test_scaling_figure_from_pretrain_runs(tmp_path):

@@ -1,0 +1,94 @@
+"""95% confidence intervals as the leaderboard reads, shows and compares them.
+
+Result files carry `intervals: {metric key: {"low", "high", "level", "method", "n"}}` in the metric's stored units,
+and per-layer rows may carry `"<score key>_ci": [low, high]`. Older files have neither: every function here then
+returns None and the tables look as before. A malformed interval is dropped with a note naming the file, never
+guessed at.
+
+Shown as `value ± half-width` when the interval is symmetric about the value at the precision shown, else as
+`value [low, high]`: Wilson intervals near 0 or 1 and percentile-bootstrap intervals are often lopsided, and a
+± would then misstate one side. Two rows "differ within the intervals" when their intervals overlap; that is the
+conservative reading (overlap does not prove the two are equal, non-overlap does show a difference at about this
+level).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+    level: float = 0.95
+    method: str = ""
+    n: int | None = None
+
+    def scaled(self, factor: float) -> Interval:
+        return Interval(self.low * factor, self.high * factor, self.level, self.method, self.n)
+
+
+def parse_intervals(raw: object) -> tuple[dict[str, Interval], list[str]]:
+    """The valid intervals of a result's `intervals` field, and one problem line per entry that is not."""
+    if raw is None:
+        return {}, []
+    if not isinstance(raw, dict):
+        return {}, [f"intervals is a {type(raw).__name__}, not a mapping"]
+    good, problems = {}, []
+    for key, item in raw.items():
+        parsed = _interval(item)
+        if isinstance(parsed, Interval):
+            good[str(key)] = parsed
+        else:
+            problems.append(f"interval {key!r}: {parsed}")
+    return good, problems
+
+
+def _interval(item: object) -> Interval | str:
+    if not isinstance(item, dict):
+        return "not a mapping"
+    low, high, level = item.get("low"), item.get("high"), item.get("level", 0.95)
+    if not (_number(low) and _number(high) and _number(level)):
+        return "low, high and level must be numbers"
+    if low > high:
+        return f"low {low} > high {high}"
+    n = item.get("n")
+    return Interval(float(low), float(high), float(level), str(item.get("method", "")), n if _count(n) else None)
+
+
+def layer_interval(row: dict, key: str) -> tuple[float, float] | None:
+    """A per-layer row's `<key>_ci` pair, or None when it is missing or malformed."""
+    pair = row.get(f"{key}_ci")
+    if not isinstance(pair, list | tuple) or len(pair) != 2 or not all(_number(v) for v in pair):
+        return None
+    low, high = float(pair[0]), float(pair[1])
+    return (low, high) if low <= high else None
+
+
+def symmetric(value: float, low: float, high: float, decimals: int) -> bool:
+    """True when value ± half-width gives back [low, high] to within the last digit shown."""
+    if not low <= value <= high:
+        return False
+    tolerance = 0.5 * 10.0**-decimals
+    return abs((value - low) - (high - value)) <= tolerance + 1e-12
+
+
+def text(value: float, low: float, high: float, decimals: int, pm: str = "±") -> str:
+    """`71.1 ± 0.4`, or `3.3 [0.9, 11.4]` where the interval is lopsided about the value."""
+    if symmetric(value, low, high, decimals):
+        return f"{value:.{decimals}f} {pm} {(high - low) / 2:.{decimals}f}"
+    return f"{value:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"
+
+
+def overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
