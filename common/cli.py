@@ -22,7 +22,14 @@ EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Every option's help ends with its default; descriptions keep their line breaks (they hold examples)."""
+    """Every option's help ends with its default; descriptions keep their line breaks (they hold examples).
+
+    On/off flags and options without a default (None) say nothing: "(default: False)" would be noise."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, argparse.SUPPRESS) or action.const is True:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def add_verbosity(parser: argparse.ArgumentParser) -> None:

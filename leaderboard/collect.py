@@ -13,7 +13,6 @@ note naming the file, and the rest of the file is still used.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +24,6 @@ from .intervals import Interval, parse_intervals
 from .specs import spec_for, variant_of
 
 FLAGS = ("limited", "random_init", "mini")
-NEWER_FIELDS = ("intervals", "mini_overrides")  # read from the file until TaskResult declares them
 
 
 @dataclass(frozen=True)
@@ -98,21 +96,12 @@ def load_entry(path: Path) -> Entry:
     if problem:
         raise DataError(f"{path}: {problem}")
     variant = variant_of(spec_for(result.task, [result]), result)
-    newer = _newer_fields(result, Path(path))
-    intervals, problems = parse_intervals(newer.get("intervals"))
-    overrides = newer.get("mini_overrides")
+    intervals, problems = parse_intervals(result.intervals)
+    overrides = result.mini_overrides
     if overrides is not None and not isinstance(overrides, dict):
         problems.append(f"mini_overrides is a {type(overrides).__name__}, not a mapping")
     overrides = overrides if isinstance(overrides, dict) else {}
     return Entry(result, Path(path), variant, _finished(result, Path(path)), intervals, overrides, tuple(problems))
-
-
-def _newer_fields(result: TaskResult, path: Path) -> dict:
-    """The fields a TaskResult may not declare yet (`read_result` keeps only declared ones): read them directly."""
-    if all(hasattr(result, name) for name in NEWER_FIELDS):
-        return {name: getattr(result, name) for name in NEWER_FIELDS}
-    raw = json.loads(path.read_text())  # read_result parsed it already, so this cannot fail on syntax
-    return {name: raw.get(name) for name in NEWER_FIELDS}
 
 
 def result_files(results_dirs: list[Path], out: Collection) -> list[Path]:
