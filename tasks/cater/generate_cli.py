@@ -23,14 +23,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("cater-generate", help="write a CATER-style dataset (videos, scenes, lists)")
     defaults = DatasetConfig()
     p.add_argument("--out", type=Path, required=True, help="the variant folder to create (e.g. .../all_actions)")
-    p.add_argument("--videos", type=int, default=defaults.videos)
-    p.add_argument("--width", type=int, default=defaults.width)
-    p.add_argument("--height", type=int, default=defaults.height)
+    p.add_argument("--videos", type=int, default=defaults.videos, help="videos to render (split 70/30 train/val)")
+    p.add_argument("--width", type=int, default=defaults.width, help="frame width in pixels (even)")
+    p.add_argument("--height", type=int, default=defaults.height, help="frame height in pixels (even)")
     p.add_argument("--frames", type=int, default=defaults.video_frames, help="frames rendered per video (<= 301)")
     p.add_argument("--no-shadows", action="store_true", help="half the rendering cost")
     p.add_argument("--camera-motion", action="store_true", help="the _cameramotion variant")
     p.add_argument("--max-motions", type=int, default=999, help="2 gives CATER's max2action variant")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="scenes and motions are a pure function of it")
     p.set_defaults(func=run)
 
 

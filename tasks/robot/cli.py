@@ -28,9 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     demos.add_argument("--tasks", default=",".join(TASK_NAMES), help="comma-separated robot tasks")
     demos.add_argument("--demos", type=int, default=40, help="successful demonstrations per task")
     defaults = EnvConfig()
-    demos.add_argument("--image-size", type=int, default=defaults.image_size)
-    demos.add_argument("--max-steps", type=int, default=defaults.max_steps)
-    demos.add_argument("--hold-steps", type=int, default=defaults.hold_steps)
+    demos.add_argument("--image-size", type=int, default=defaults.image_size, help="camera image side in pixels")
+    demos.add_argument("--max-steps", type=int, default=defaults.max_steps, help="control steps per episode")
+    demos.add_argument("--hold-steps", type=int, default=defaults.hold_steps, help="steps the goal must hold")
     demos.set_defaults(func=run)
 
 
