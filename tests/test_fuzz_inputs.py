@@ -203,11 +203,15 @@ def _palette(labels: np.ndarray) -> Image.Image:
     return img
 
 
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
 def _bomb() -> bytes:
-    """A PNG whose header claims 100000 x 100000 pixels (PIL refuses it as a decompression bomb)."""
-    ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 3, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    """A valid-looking PNG whose header claims 100000 x 100000 pixels (PIL refuses it as a decompression bomb)."""
+    ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 0, 0, 0, 0)
+    body = _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
 
 
 def mutate_png(raw: bytes, rng: np.random.Generator) -> tuple[bytes | str, str]:
@@ -346,8 +350,8 @@ def davis_formats(root: Path) -> list[Format]:
     gt = [p for s in DAVIS_SEQUENCES for p in sorted((davis / "Annotations" / "480p" / s).glob("*.png"))]
     pred = [p for s in DAVIS_SEQUENCES for p in sorted((preds / s).glob("*.png"))[1:-1]]  # the scored frames
     return [
-        Format("davis_annotations", gt, mutate_png, run, _check_davis, DAVIS_SEQUENCES),
-        Format("davis_predictions", pred, mutate_png, run, _check_davis, DAVIS_SEQUENCES),
+        Format("davis_annotations", gt, mutate_png, run, _check_davis, [str(davis)]),
+        Format("davis_predictions", pred, mutate_png, run, _check_davis, [str(preds)]),
     ]
 
 
