@@ -350,8 +350,8 @@ def davis_formats(root: Path) -> list[Format]:
     gt = [p for s in DAVIS_SEQUENCES for p in sorted((davis / "Annotations" / "480p" / s).glob("*.png"))]
     pred = [p for s in DAVIS_SEQUENCES for p in sorted((preds / s).glob("*.png"))[1:-1]]  # the scored frames
     return [
-        Format("davis_annotations", gt, mutate_png, run, _check_davis, [str(davis)]),
-        Format("davis_predictions", pred, mutate_png, run, _check_davis, [str(preds)]),
+        Format("davis_annotations", gt, mutate_png, run, _check_davis, [str(davis), str(preds)]),
+        Format("davis_predictions", pred, mutate_png, run, _check_davis, [str(davis), str(preds)]),
     ]
 
 
