@@ -5,13 +5,16 @@ outcomes: weights from a local file, a seeded random initialisation that is reco
 tells the user which flag to pass. Nothing here downloads. Checkpoints are read in the formats people actually
 have on disk: a bare state dict or a training checkpoint that wraps one (`state_dict`, `model`, `module`, EMA
 copies), saved as `.safetensors`, or as a pickle (`.pth`, `.pt`, `.bin`, `.ckpt`) that `torch.load` opens with
-`weights_only=True`. A file for another architecture fails with the first tensor that does not fit, because
-that one name ("blocks.0.attn.qkv.weight: file (2304, 768), model (3072, 1024)") usually says what went wrong.
+`weights_only=True`, so a pickle that would run code is refused in one line, never executed. A file for another
+architecture fails with the first tensor that does not fit, because that one name ("blocks.0.attn.qkv.weight:
+file (2304, 768), model (3072, 1024)") usually says what went wrong.
 """
 
 from __future__ import annotations
 
 import contextlib
+import pickle
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -55,12 +58,22 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any reader failure means the same thing to the user: this file is unusable
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: cannot read checkpoint ({first[:200]})") from err
+        if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
+            raise CheckpointError(  # weights_only met a global it does not allow: code, or a foreign class
+                f"{path}: cannot read checkpoint (refused: it pickles Python objects other than tensors and plain "
+                "containers, and toto-eval never unpickles code; re-save its state dict alone, or as .safetensors)"
+            ) from None
+        raise CheckpointError(f"{path}: cannot read checkpoint ({_one_line(err)})") from None
     state = _unwrap(obj)
     if not state:
         raise CheckpointError(f"{path}: no tensors found (expected a state dict, or one under 'model'/'state_dict')")
     return {_strip_prefixes(k): v for k, v in state.items()}
+
+
+def _one_line(err: Exception) -> str:
+    """The first line of an error, without terminal escape codes, at most 200 characters."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:200]
 
 
 def _unwrap(obj: object) -> dict[str, torch.Tensor]:

@@ -74,6 +74,45 @@ def test_rgb_annotation_names_the_file(mini, tmp_path):
         read_labels(path)
 
 
+ASSETS = Path(__file__).parent / "assets" / "davis" / "tree"
+
+
+def _save(path: Path, img: Image.Image, fmt: str = "PNG") -> None:
+    img.save(path, format=fmt)  # the official evaluator opens by content, whatever the extension says
+
+
+def test_label_images_are_read_as_the_official_evaluator_reads_them(tmp_path):
+    """Any single-channel image of whole ids 0..255 scores as its palette PNG; the rest fails in one line."""
+    shutil.copytree(ASSETS, tmp_path / "tree")
+    davis, pred = tmp_path / "tree" / "DAVIS", tmp_path / "tree" / "predictions"
+    expected = score_folder(davis, pred, sequences=["void-ids", "border"]).global_row()
+    files = sorted((pred / "void-ids").glob("*.png")) + sorted((pred / "border").glob("*.png"))
+    for i, path in enumerate(files):
+        ids = np.array(Image.open(path))
+        kind = i % 4
+        if kind == 0:
+            _save(path, Image.fromarray(ids.astype(np.uint16)))  # 16-bit grayscale PNG
+        elif kind == 1:
+            _save(path, Image.fromarray(ids, mode="L"))
+        elif kind == 2:
+            _save(path, Image.fromarray(ids.astype(np.float32)), "TIFF")  # float, whole values
+        else:
+            _save(path, Image.fromarray(ids.astype(np.int32)), "TIFF")
+    assert score_folder(davis, pred, sequences=["void-ids", "border"]).global_row() == expected
+    target = pred / "border" / "00002.png"
+    ids = np.array(Image.open(target)).astype(np.uint8)  # whatever the loop above saved it as
+    refusals = [
+        (Image.fromarray(ids.astype(np.float32) + 0.5), "TIFF", "with fractional values"),
+        (Image.fromarray(ids.astype(np.uint16) + 256), "PNG", "holds id 25[0-9]"),
+        (Image.fromarray(ids[:1, :1]), "PNG", "prediction is 1x1, the GT 96x64"),  # the official code broadcasts it
+        (Image.fromarray(np.where(ids == 1, 3, ids).astype(np.uint8), mode="L"), "PNG", "predicted id 3 but"),
+    ]
+    for img, fmt, message in refusals:
+        _save(target, img, fmt)
+        with pytest.raises(DataError, match=rf"^{target}: .*{message}"):
+            score_folder(davis, pred, sequences=["border"])
+
+
 def test_listed_but_absent_sequence_names_the_folder(mini, tmp_path):
     root = corrupt_copy(mini, tmp_path)
     (root / "ImageSets" / "2017" / "val.txt").write_text("mini-blob\nghost\n")
@@ -103,7 +142,8 @@ def test_task_failure_is_one_line_naming_the_file(mini, tmp_path):
     (result,) = evaluate(create_backbone("toto_test"), "davis", options)
     assert result.status == "failed" and "\n" not in result.error
     assert result.error.endswith(
-        "mini-exit/00000.png: annotation is a mode-RGB image; DAVIS annotations are palette (mode P) PNGs of object ids"
+        "mini-exit/00000.png: annotation is a mode-RGB image; DAVIS annotations are single-channel (palette) PNGs of "
+        "object ids"
     )
 
 

@@ -180,3 +180,30 @@ def test_task_runs_and_counts_bad_clips(tmp_path, caplog):
     strict = K400Probe(K400Probe.Config(frames=4, stride=4, test_segments=2, test_crops=1, probe=probe))
     with pytest.raises(DataError, match=r"^2 of 12 val samples missing or unreadable \(> 5%\)"):
         strict.evaluate(toto_test(), ctx)
+
+
+def test_malformed_manifests_are_one_line_errors(tmp_path):
+    cases = {
+        "empty.txt": (b"", r"empty\.txt: has no entries"),
+        "latin1.csv": ("label,youtube_id,time_start,time_end,split\ncaf\u00e9,a,0,10,train\n".encode("latin-1"),
+                       r"latin1\.csv: unreadable annotation file \(UnicodeDecodeError"),
+        "huge.txt": (b"a.mp4 0\nb.mp4 99999999999999999999\n", r"huge\.txt:2: class id 9+ is not below 100000"),
+        "nul.txt": (b"a\x00b.mp4 0\n", r"nul\.txt:1: expected 'path label'"),
+        "digits.txt": ("a.mp4 \u00b2\nb.mp4 1\n".encode(), None),  # '²' is not a class id: labels are names
+    }  # fmt: skip
+    for name, (data, error) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        if error is None:
+            entries = read_entries(tmp_path / name, tmp_path, "train")
+            assert class_names(entries) == ["1", "\u00b2"]
+            continue
+        with pytest.raises(DataError, match=error):
+            entries = read_entries(tmp_path / name, tmp_path, "train")
+            class_names(entries)
+    bom = tmp_path / "bom.csv"  # Excel's UTF-8 export starts with a byte-order mark
+    bom.write_bytes(b"\xef\xbb\xbf" + CSV.encode())
+    assert [e.label for e in read_entries(bom, tmp_path, "train")][:2] == ["air drumming", "abseiling"]
+    long = tmp_path / "long.txt"  # a name longer than the file system allows is a missing video, not a crash
+    long.write_text(f"{'x' * 5000}.mp4 0\n")
+    entries = read_entries(long, tmp_path, "train")
+    assert len(build_split(entries, class_names(entries), long).missing) == 1

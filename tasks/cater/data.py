@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,24 +64,28 @@ def read_list(path: Path, variant: Path, num_classes: int = 36) -> list[Entry]:
     """Parse `<video> <label>` lines; DataError `<list>:<line>: <problem>` on a bad line or missing video."""
     if not path.is_file():
         raise data_error(path, "list file not found")
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (UnicodeDecodeError, OSError) as err:
+        raise data_error(path, f"unreadable list file ({type(err).__name__}: {str(err)[:100]})") from None
     entries = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         parts = line.split()
         where = f"{path}:{lineno}"
         if len(parts) != 2:
-            raise DataError(f"{where}: expected '<video> <label>', got {line.strip()!r}")
+            raise DataError(f"{where}: expected '<video> <label>', got {line.strip()[:200]!r}")
         name, text = parts
         try:
-            label = int(text)
+            label = int(text) if text.isascii() else int("x")  # int() would also take other scripts' digits
         except ValueError:
-            raise DataError(f"{where}: label {text!r} is not an integer") from None
+            raise DataError(f"{where}: label {text[:40]!r} is not an integer") from None
         if not 0 <= label < num_classes:
             raise DataError(f"{where}: label {label} is outside 0..{num_classes - 1}")
         video = _find_video(variant, name)
         if video is None:
-            raise DataError(f"{where}: video {name} not found under {variant / 'videos'}")
+            raise DataError(f"{where}: video {name[:200]} not found under {variant / 'videos'}")
         entries.append(Entry(name, video, label, _final_state(variant, video, where)))
     if not entries:
         raise data_error(path, "list file has no entries")
@@ -89,8 +94,11 @@ def read_list(path: Path, variant: Path, num_classes: int = 36) -> list[Entry]:
 
 def _find_video(variant: Path, name: str) -> Path | None:
     for candidate in (variant / "videos" / name, variant / name, variant / "videos" / Path(name).name):
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except (OSError, ValueError):  # a NUL byte, or a name too long for the file system: not on disk
+            continue
     return None
 
 
@@ -99,15 +107,39 @@ def _final_state(variant: Path, video: Path, where: str) -> str | None:
     if not scene.is_file():
         return None
     try:
-        record = json.loads(scene.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise data_error(scene, f"not valid JSON ({err}); listed at {where}") from None
-    state = record.get("snitch", {}).get("final_state")
+        record = json.loads(scene.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise data_error(scene, f"not valid JSON ({type(err).__name__}: {str(err)[:100]}); listed at {where}") from None
+    snitch = record.get("snitch") if isinstance(record, dict) else None
+    if not isinstance(record, dict) or not isinstance(snitch, (dict, type(None))):
+        raise data_error(scene, f"expected an object with 'snitch' and/or 'movements'; listed at {where}")
+    state = (snitch or {}).get("final_state")
     if state is not None:
         return str(state)
     if "movements" in record:  # the released scene files: replay containment; occlusion is unknown there
+        if not _valid_movements(record["movements"]):
+            raise data_error(scene, f"'movements' is not {{object: [[action, other, start, end], ...]}}; at {where}")
         return "contained" if snitch_contained_at_end(record["movements"]) else "uncovered"
     return None
+
+
+def _valid_movements(movements: object) -> bool:
+    """The released schema: object name -> list of [action (str), other object (str or null), start, end]."""
+    if not isinstance(movements, dict):
+        return False
+    for moves in movements.values():
+        if not isinstance(moves, list):
+            return False
+        for move in moves:
+            if not (isinstance(move, list) and len(move) == 4 and isinstance(move[0], str)):
+                return False
+            if not (isinstance(move[1], (str, type(None))) and all(_is_number(t) for t in move[2:])):
+                return False
+    return True
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def snitch_contained_at_end(movements: dict[str, list]) -> bool:

@@ -8,18 +8,24 @@
 
 The same code reads the real dataset, the generated mini DAVIS and a folder of predictions (laid out like
 `Annotations/480p`), so every check a user can trip (a missing frame, an RGB annotation, a listed sequence that
-is absent) raises one `DataError` line that names the file.
+is absent) raises one `DataError` line that names the file. Label images are read as davis2017-evaluation reads
+them, `np.array(Image.open(path))`: any single-channel image whose values are whole numbers 0..255 is accepted
+(palette, grayscale, bilevel, 16- or 32-bit, float), whatever its format; colour images, fractional values and
+ids above 255 (which no uint8 DAVIS mask can hold) are refused.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from toto_eval.common.errors import DataError, data_error
+from toto_eval.common.errors import data_error
+
+log = logging.getLogger(__name__)
 
 
 def voc_palette() -> list[int]:
@@ -61,12 +67,17 @@ def read_sequence_list(root: Path, split: str) -> list[str]:
     path = Path(root) / "ImageSets" / "2017" / f"{split}.txt"
     if not path.is_file():
         raise data_error(path, f"split file not found (is {root} a DAVIS-2017 root?)")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (UnicodeDecodeError, OSError) as err:
+        raise data_error(path, f"unreadable split file ({type(err).__name__}: {str(err)[:100]})") from None
+    names = [line.strip() for line in lines if line.strip()]
     if not names:
         raise data_error(path, "lists no sequences")
-    if len(set(names)) != len(names):
-        raise data_error(path, "lists a sequence twice")
-    return names
+    unique = list(dict.fromkeys(names))  # the official evaluator keeps a dict of sequences: a repeat counts once
+    if len(unique) != len(names):
+        log.warning("%s: %d repeated sequence name(s); each sequence is scored once", path, len(names) - len(unique))
+    return unique
 
 
 def _numbered(folder: Path, suffix: str) -> list[Path]:
@@ -106,20 +117,24 @@ def read_frame(path: Path) -> np.ndarray:
 
 
 def read_labels(path: Path, what: str = "annotation") -> np.ndarray:
-    """`(H, W)` uint8 ids of a palette (or 8-bit grayscale) PNG; an RGB or 16-bit image is an error."""
+    """`(H, W)` uint8 ids of a single-channel image with whole values 0..255 (see the module docstring)."""
     try:
         with Image.open(path) as img:
-            if img.mode not in ("P", "L"):
-                raise data_error(
-                    path, f"{what} is a mode-{img.mode} image; DAVIS {what}s are palette (mode P) PNGs of object ids"
-                )
-            return np.array(img, dtype=np.uint8)
+            mode, ids = img.mode, np.array(img)
     except FileNotFoundError:
         raise data_error(path, f"{what} not found") from None
-    except DataError:
-        raise
-    except OSError as err:
-        raise data_error(path, f"unreadable {what} ({err})") from None
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, zlib/struct errors, bomb errors...
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise data_error(path, f"unreadable {what} ({type(err).__name__}: {first[:150]})") from None
+    if ids.ndim != 2:
+        raise data_error(
+            path, f"{what} is a mode-{mode} image; DAVIS {what}s are single-channel (palette) PNGs of object ids"
+        )
+    if ids.dtype.kind == "f" and not np.all(np.isfinite(ids) & (ids == np.round(ids))):
+        raise data_error(path, f"{what} is a mode-{mode} image with fractional values; object ids are whole numbers")
+    if ids.size and (ids.min() < 0 or ids.max() > 255):
+        raise data_error(path, f"{what} holds id {ids.max() if ids.max() > 255 else ids.min()}; DAVIS ids are 0..255")
+    return ids.astype(np.uint8)
 
 
 def read_annotations(sequence: Sequence) -> np.ndarray:

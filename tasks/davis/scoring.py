@@ -18,7 +18,7 @@ import numpy as np
 from toto_eval.common.errors import data_error
 
 from .data import load_sequence, read_annotations, read_labels, read_sequence_list
-from .metrics import ObjectScores, global_table, score_sequence
+from .metrics import VOID, ObjectScores, global_table, score_sequence
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
@@ -42,14 +42,18 @@ class DavisScores:
         return rows
 
 
-def read_predictions(folder: Path, names: list[str], shape: tuple[int, int]) -> np.ndarray:
-    """`(len(names), H, W)` uint8 predicted ids of `folder/<name>.png`, each checked against the GT size."""
+def read_predictions(folder: Path, names: list[str], shape: tuple[int, int], num_objects: int = 255) -> np.ndarray:
+    """`(len(names), H, W)` uint8 predicted ids of `folder/<name>.png`, checked against the GT size and id count."""
     out = np.zeros((len(names), *shape), dtype=np.uint8)
     for i, name in enumerate(names):
         path = folder / f"{name}.png"
         labels = read_labels(path, what="prediction")
         if labels.shape != shape:
             raise data_error(path, f"prediction is {labels.shape[1]}x{labels.shape[0]}, the GT {shape[1]}x{shape[0]}")
+        if labels.max(initial=0) > num_objects:  # the official evaluator stops here too
+            raise data_error(
+                path, f"predicted id {labels.max()} but the sequence has {num_objects} object(s) in its first frame"
+            )
         out[i] = labels
     return out
 
@@ -65,13 +69,18 @@ def score_folder(
     objects: list[ObjectScores] = []
     for name in names:
         seq = load_sequence(davis_root, name)
+        if len(seq) < 3:
+            raise data_error(seq.frames[0].parent, f"{len(seq)} frame(s); scoring skips the first and last, so >= 3")
         gt = read_annotations(seq)
         pred_dir = predictions / name
         if not pred_dir.is_dir():
             raise data_error(pred_dir, "no predictions for this sequence")
         scored = seq.frame_names[1:-1]
-        pred = read_predictions(pred_dir, scored, gt.shape[1:])
+        num_objects = int(np.where(gt[0] == VOID, 0, gt[0]).max())
+        pred = read_predictions(pred_dir, scored, gt.shape[1:], num_objects)
         objects += score_sequence(name, gt, pred, seq.frame_names)
+    if not objects:
+        raise data_error(davis_root / "Annotations", f"no object ids in the first frames of {len(names)} sequence(s)")
     return DavisScores(split, objects)
 
 

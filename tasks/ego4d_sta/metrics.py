@@ -79,14 +79,15 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     def area(x1, y1, x2, y2):
         return np.clip(x2 - x1 + 1, 0, None) * np.clip(y2 - y1 + 1, 0, None)
 
-    inter = area(
-        np.maximum(a[..., 0], b[..., 0]),
-        np.maximum(a[..., 1], b[..., 1]),
-        np.minimum(a[..., 2], b[..., 2]),
-        np.minimum(a[..., 3], b[..., 3]),
-    )
-    union = area(*np.moveaxis(a, -1, 0)) + area(*np.moveaxis(b, -1, 0)) - inter
-    return inter / (union + 1e-11)  # the reference's epsilon, kept so values agree to the last bit
+    with np.errstate(over="ignore", invalid="ignore"):  # huge or non-finite boxes give inf/NaN, as in the reference
+        inter = area(
+            np.maximum(a[..., 0], b[..., 0]),
+            np.maximum(a[..., 1], b[..., 1]),
+            np.minimum(a[..., 2], b[..., 2]),
+            np.minimum(a[..., 3], b[..., 3]),
+        )
+        union = area(*np.moveaxis(a, -1, 0)) + area(*np.moveaxis(b, -1, 0)) - inter
+        return inter / (union + 1e-11)  # the reference's epsilon, kept so values agree to the last bit
 
 
 def average_precision(tp: np.ndarray, scores: np.ndarray, num_gt: int) -> float:

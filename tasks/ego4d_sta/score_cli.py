@@ -1,7 +1,9 @@
 """`toto-eval ego4d-score`: score an official-format STA results file against an annotation file.
 
 Prints the four top-5 mAPs the challenge reports (Overall ranks it) and, with `--output`, writes them as JSON at
-full precision. Works on any results file in the challenge format, ours or anybody's. Also runnable alone:
+full precision. Works on any results file in the challenge format, ours or anybody's, and on any annotation file
+the official evaluator scores (boxes past the frame included: they are kept, counted and warned about, never
+clipped, so the numbers are the official ones). Also runnable alone:
 `python -m toto_eval.tasks.ego4d_sta.score_cli --annotations A --predictions P`.
 """
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from toto_eval.common.errors import TotoEvalError
 
-from .data import load_split
+from .data import load_ground_truth
 from .results import load_results, score
 
 LABELS = {
@@ -45,10 +47,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run)
 
 
+def score_files(annotations: Path, predictions: Path, official_quirks: bool = True, agnostic: bool = False) -> dict:
+    """The metrics of a results file against an annotation file, both read as the official evaluator reads them."""
+    split = load_ground_truth(annotations)
+    return score(split, load_results(predictions, split), official_quirks=official_quirks, agnostic=agnostic)
+
+
 def run(args: argparse.Namespace) -> int:
-    split = load_split(args.annotations, require_objects=True)
-    predictions = load_results(args.predictions, split)
-    metrics = score(split, predictions, official_quirks=args.official_quirks, agnostic=args.agnostic)
+    metrics = score_files(args.annotations, args.predictions, args.official_quirks, args.agnostic)
     for key, label in LABELS.items():
         print(f"{label}: {metrics[key]:.2f}")
     for key, value in metrics.items():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from toto_eval.harness.video import VideoReader, make_views
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 OFFICIAL_HEADER = ["label", "youtube_id", "time_start", "time_end", "split"]
+MAX_INT_LABEL = 100_000  # integer labels are class ids; a larger one is a corrupt line, not a class count
 
 
 @dataclass(frozen=True)
@@ -65,18 +67,25 @@ def find_annotation(root: Path, split: str, override: str = "") -> Path:
 
 
 def read_entries(annotation: Path, root: Path, split: str) -> list[Entry]:
-    """Entries of an official CSV or a `path label` list (detected from the first line)."""
-    with open(annotation, newline="") as f:
-        first = f.readline()
-    if first.strip().lower().startswith("label,youtube_id"):
-        return _read_official(annotation, root, split)
-    return _read_path_label(annotation, root)
+    """Entries of an official CSV or a `path label` list (detected from the first line); DataError if none."""
+    try:
+        with open(annotation, newline="", encoding="utf-8-sig") as f:
+            first = f.readline()
+        if first.strip().lower().startswith("label,youtube_id"):
+            entries = _read_official(annotation, root, split)
+        else:
+            entries = _read_path_label(annotation, root)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise data_error(annotation, f"unreadable annotation file ({type(err).__name__}: {str(err)[:100]})") from None
+    if not entries:
+        raise data_error(annotation, "has no entries")
+    return entries
 
 
 def _read_official(annotation: Path, root: Path, split: str) -> list[Entry]:
     videos = _index_videos(root / split)
     entries = []
-    with open(annotation, newline="") as f:
+    with open(annotation, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = [h.strip().lower() for h in next(reader)]
         if header[:5] != OFFICIAL_HEADER:
@@ -88,7 +97,9 @@ def _read_official(annotation: Path, root: Path, split: str) -> list[Entry]:
             try:
                 label, youtube_id, start, end = row[0], row[1], int(row[2]), int(row[3])
             except (IndexError, ValueError):
-                raise data_error(where, f"malformed row {row!r}") from None
+                raise data_error(where, f"malformed row {str(row)[:200]}") from None
+            if not label.strip() or not _clean(youtube_id) or start < 0 or end < start:
+                raise data_error(where, f"malformed row {str(row)[:200]} (empty label or id, or bad times)")
             stem = f"{youtube_id}_{start:06d}_{end:06d}"
             entries.append(Entry(videos.get(stem, root / split / f"{stem}.mp4"), label, where))
     return entries
@@ -96,16 +107,21 @@ def _read_official(annotation: Path, root: Path, split: str) -> list[Entry]:
 
 def _read_path_label(annotation: Path, root: Path) -> list[Entry]:
     entries = []
-    with open(annotation) as f:
+    with open(annotation, encoding="utf-8-sig") as f:
         for line, text in enumerate(f, start=1):
             if not text.strip():
                 continue
             parts = text.rstrip("\n").rsplit(maxsplit=1)  # paths may contain spaces; the label never does
-            if len(parts) != 2:
-                raise data_error(f"{annotation}:{line}", f"expected 'path label', got {text.strip()!r}")
+            if len(parts) != 2 or not _clean(parts[0]):
+                raise data_error(f"{annotation}:{line}", f"expected 'path label', got {text.strip()[:200]!r}")
             path = Path(parts[0])
             entries.append(Entry(path if path.is_absolute() else root / path, parts[1], f"{annotation}:{line}"))
     return entries
+
+
+def _clean(text: str) -> bool:
+    """Usable as (part of) a file name: non-empty, no NUL or other control characters."""
+    return bool(text.strip()) and not any(unicodedata.category(c) == "Cc" for c in text)
 
 
 def _index_videos(folder: Path) -> dict[str, Path]:
@@ -126,8 +142,11 @@ def _index_videos(folder: Path) -> dict[str, Path]:
 def class_names(train: Sequence[Entry]) -> list[str]:
     """Sorted class names of train; integer labels (list files) sort numerically and stay the ids they are."""
     names = {e.label for e in train}
-    if all(n.isdigit() for n in names):
-        return [str(i) for i in range(max(int(n) for n in names) + 1)]
+    if names and all(n.isascii() and n.isdecimal() for n in names):
+        big = max(train, key=lambda e: int(e.label))
+        if int(big.label) >= MAX_INT_LABEL:
+            raise data_error(big.where, f"class id {big.label[:30]} is not below {MAX_INT_LABEL}")
+        return [str(i) for i in range(int(big.label) + 1)]
     return sorted(names)
 
 
@@ -137,13 +156,20 @@ def build_split(entries: Sequence[Entry], classes: list[str], annotation: Path) 
     paths, labels, missing = [], [], []
     for e in entries:
         if e.label not in index:
-            raise data_error(e.where, f"class {e.label!r} does not occur in the train annotations")
-        if e.path.is_file():
+            raise data_error(e.where, f"class {e.label[:100]!r} does not occur in the train annotations")
+        if _is_file(e.path):
             paths.append(e.path)
             labels.append(index[e.label])
         else:
             missing.append(str(e.path))
     return Split(paths, np.array(labels, dtype=np.int64), missing, annotation)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system cannot be on disk
+        return False
 
 
 @dataclass(frozen=True)

@@ -103,15 +103,19 @@ def _new_manifest(task: str, env_cfg: EnvConfig) -> dict:
 def _read_manifest(folder: Path) -> dict:
     path = folder / "manifest.json"
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(path.read_text(encoding="utf-8"))
         episodes = manifest["episodes"]
         fmt = manifest["format"]
     except FileNotFoundError:
         raise data_error(path, "not found (record demos with `toto-eval robot demos`)") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise data_error(path, f"malformed demo manifest ({err})") from None
+    except (ValueError, KeyError, TypeError, OSError, RecursionError) as err:  # ValueError: JSON or UTF-8
+        raise data_error(path, f"malformed demo manifest ({type(err).__name__}: {str(err)[:100]})") from None
     if fmt != DEMO_FORMAT or not isinstance(episodes, list):
         raise data_error(path, f"demo format {fmt!r} is not {DEMO_FORMAT}; record the demos again")
+    for i, e in enumerate(episodes):
+        ok = isinstance(e, dict) and isinstance(e.get("success"), bool) and isinstance(e.get("seed"), int)
+        if not ok or (e["success"] and not (isinstance(e.get("file"), str) and Path(e["file"]).name == e["file"])):
+            raise data_error(path, f"malformed episode {i}: needs seed, success and (if successful) a file name")
     return manifest
 
 
@@ -127,15 +131,19 @@ def _save_episode(path: Path, observations: list, actions: list[np.ndarray]) -> 
 
 
 def _load_episode(path: Path, seed: int) -> Demo:
+    """Arrays only: `allow_pickle=False`, so an object array (a pickle inside the .npz) is refused, never run."""
+    if not path.is_file():
+        raise data_error(path, "demo file listed in manifest.json is missing")
     try:
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             demo = Demo(seed, z["images"], z["proprio"].astype(np.float32), z["actions"].astype(np.float32))
-    except FileNotFoundError:
-        raise data_error(path, "demo file listed in manifest.json is missing") from None
-    except (OSError, ValueError, KeyError) as err:
-        raise data_error(path, f"corrupt demo file ({type(err).__name__}: {err})") from None
+    except Exception as err:  # BadZipFile, EOFError, ValueError (pickled data), KeyError, a bare .npy (no `with`)...
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise data_error(path, f"corrupt demo file ({type(err).__name__}: {first[:150]})") from None
+    if demo.images.ndim != 4 or demo.proprio.ndim != 2 or demo.actions.ndim != 2:
+        raise data_error(path, f"bad shapes: images {demo.images.shape}, proprio {demo.proprio.shape}")
     t = len(demo.actions)
-    if demo.images.ndim != 4 or demo.images.shape[0] != t or demo.proprio.shape[0] != t:
+    if demo.images.shape[0] != t or demo.proprio.shape[0] != t:
         raise data_error(path, f"inconsistent lengths: images {demo.images.shape}, proprio {demo.proprio.shape}")
     return demo
 
