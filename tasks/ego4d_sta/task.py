@@ -86,7 +86,7 @@ class Config:
     score: Literal["detector", "detector_x_verb"] = "detector_x_verb"
     verb_topk: int = 1
     score_threshold: float = 0.0  # the baseline's DETECTION_SCORE_THRESH
-    box_check: Literal["error", "clip"] = "error"  # a box outside its frame: error, or clip it to the frame
+    box_check: Literal["error", "clip", "keep"] = "keep"  # an out-of-frame box: kept, as the official scorer keeps it
     official_quirks: bool = True  # the reference's handling of examples with no predictions
     max_skipped: float = 0.05  # fail when more than this fraction of clips cannot be read
     predictions_path: str = ""  # the challenge JSON; "" = <results-dir>/predictions/ego4d_sta/<backbone-variant-config>
