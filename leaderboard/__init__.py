@@ -7,6 +7,12 @@ figures.py write them, frame.py is `load_results` (one DataFrame row per result 
 `toto-eval leaderboard` subcommand.
 """
 
-from .frame import load_results
-
 __all__ = ["load_results"]
+
+
+def __getattr__(name: str):  # `load_results` imports pandas: only when it is asked for, not for `--help`
+    if name == "load_results":
+        from .frame import load_results
+
+        return load_results
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

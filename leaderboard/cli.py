@@ -13,9 +13,6 @@ import logging
 from pathlib import Path
 
 from ..common.errors import ConfigError
-from . import figures, render
-from .collect import collect
-from .tables import build_tables
 
 log = logging.getLogger(__name__)
 FORMATS = ("md", "csv", "tex", "html")
@@ -67,6 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .collect import collect
+    from .tables import build_tables
+
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
@@ -105,6 +105,8 @@ def _fits(runs: list[Path]) -> list[tuple[str, float, float]]:
 
 
 def _figures(entries, pretrain_runs: list[Path], folder: Path) -> list[Path]:
+    from . import figures
+
     paths = figures.probe_depth(entries, folder) + figures.robot_demos(entries, folder)
     if pretrain_runs:
         paths += figures.scaling(pretrain_runs, folder)
@@ -112,6 +114,8 @@ def _figures(entries, pretrain_runs: list[Path], folder: Path) -> list[Path]:
 
 
 def _write(tables, formats: list[str], out: Path, title: str, images: list[Path]) -> list[Path]:
+    from . import render
+
     written = []
     if "md" in formats:
         written.append(out / "leaderboard.md")

@@ -14,8 +14,6 @@ from pathlib import Path
 
 from toto_eval.common.errors import TotoEvalError
 
-from .scoring import format_tables, score_folder, write_csvs
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `davis-score` subcommand."""
@@ -34,6 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score, print both tables, write both CSVs. DataErrors propagate to the CLI's one-line handler."""
+    from .scoring import format_tables, score_folder, write_csvs
+
     start = time.perf_counter()
     scores = score_folder(args.davis_root, args.predictions, args.split, args.sequences)
     global_path, sequence_path = write_csvs(scores, args.predictions)

@@ -16,9 +16,6 @@ from pathlib import Path
 
 from toto_eval.common.errors import TotoEvalError
 
-from .data import load_ground_truth
-from .results import load_results, score
-
 LABELS = {
     "noun": "Box + Noun mAP",
     "noun_verb": "Box + Noun + Verb mAP",
@@ -49,6 +46,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def score_files(annotations: Path, predictions: Path, official_quirks: bool = True, agnostic: bool = False) -> dict:
     """The metrics of a results file against an annotation file, both read as the official evaluator reads them."""
+    from .data import load_ground_truth
+    from .results import load_results, score
+
     split = load_ground_truth(annotations)
     return score(split, load_results(predictions, split), official_quirks=official_quirks, agnostic=agnostic)
 
