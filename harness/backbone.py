@@ -37,9 +37,10 @@ class Preprocess:
     tokenizer: str = "none"  # recorded in results and cache keys
 
     def normalize(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 `(..., C, H, W)` frames -> float in this backbone's normalisation."""
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
+        """uint8 (or float in [0, 255]) `(..., C, H, W)` frames -> float in this backbone's normalisation, on the
+        frames' device (so uint8 crosses to the GPU and becomes float there)."""
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=frames.device).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=frames.device).view(3, 1, 1)
         return (frames.float() / 255.0 - mean) / std
 
 
@@ -84,6 +85,12 @@ class Backbone(nn.Module, ABC):
     def token_grid(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
         """`(T', H', W')` of the grid for an input of that size; the default is one token per patch per frame."""
         return frames, height // self.patch_size, width // self.patch_size
+
+    def flops_per_view(self, frames: int, height: int, width: int) -> float:
+        """Forward FLOPs of one clip of that size, for the planner: by default 2 per parameter per token (a
+        transformer's matmuls; families that know their attention or convolution cost say so themselves)."""
+        t, h, w = self.token_grid(frames, height, width)
+        return 2.0 * self.num_params() * t * h * w
 
     def config(self) -> dict:
         """Everything (besides weights) that changes the features; part of the fingerprint."""

@@ -7,12 +7,17 @@ preprocessing, dataset identity and sampling, layers, pooling, dtype, format ver
     index.json           the sample ids, row order
     pooled_L007.npy      (N, V, D) float16, the token-grid mean of layer 7, for every requested layer
     tokens_L007.npy      (N, V, L, D) float16, full tokens, only for `token_layers` (they are large)
-    filled.npy           (N,) uint8: 0 = to do, 1 = written, 2 = skipped (bad input; reason in skipped.json)
+    filled.npy           (N,) uint8: 0 = to do, 1 = written, 2 = skipped (bad input; reason in skipped-*.json)
     COMPLETE             written last, by atomic rename
 
-Arrays are `.npy` memory maps, so a killed extraction keeps every flushed row: rows are flushed before their
-fill bits, and a restart computes only the rows still at 0. The size is printed before anything is written,
-and extraction refuses to start when the disk cannot hold it.
+Work is split into blocks of rows (one forward pass each). Under `torchrun` the ranks take disjoint blocks of
+one entry: the first rank to finish a forward pass creates the arrays (under a file lock, so two independent
+runs on one cache directory cannot both create them), every rank writes its own rows, each process records the
+samples it could not read in its own `skipped-<id>.json`, and rank 0 writes the completion marker once all rows
+are done. Rows are flushed at intervals and only then marked filled, so a killed rank, restarted, recomputes
+exactly the rows that were not on disk. Frames arrive as uint8 (or float in [0, 255]) and are normalised on the
+device; tokens become fp16 on the device; a batch counts clips, and the views of a clip run in chunks of at most
+`batch_size` clips, so memory is bounded whatever the number of test views.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,17 +38,34 @@ import numpy as np
 import torch
 
 from ..common.errors import DataError, TotoEvalError
+from ..common.files import atomic_write_text, disk_error, file_lock
 from ..common.log import progress as progress_bar
 from .backbone import Backbone
+from .dist import Dist
 
 FORMAT_VERSION = 1
 FP16_MAX = 65504.0
 TODO, FILLED, SKIPPED = 0, 1, 2
+FLUSH_SECONDS = 20.0  # written rows are flushed and marked filled at least this often
 log = logging.getLogger(__name__)
 
 
+def last_and_mean(feats: torch.Tensor) -> torch.Tensor:
+    """(n, T', H', W', D) -> (n, 2, H', W', D): the last frame's grid and the time-averaged grid, all that heads
+    reading the end of a clip need (Ego4D STA's box heads): 2 frames cached instead of T'."""
+    return torch.stack([feats[:, -1], feats.mean(1)], 1)
+
+
+# How the token grid of a view is stored: in full, or reduced on the device before it leaves it.
+TOKEN_REDUCTIONS = {"full": lambda feats: feats, "last_and_mean": last_and_mean}
+
+
 class ClipSource(Protocol):
-    """One split of a dataset as the cache sees it."""
+    """One split of a dataset as the cache sees it.
+
+    `load(i)` returns the sample's views `(V, T, C, H, W)` as uint8 frames, or float frames in [0, 255]; the
+    cache normalises them on the device with the backbone's `preprocess`. A bad sample raises a DataError.
+    """
 
     ids: Sequence[str]
 
@@ -50,7 +73,7 @@ class ClipSource(Protocol):
 
     def __len__(self) -> int: ...
 
-    def load(self, i: int) -> torch.Tensor: ...  # (V, T, C, H, W) float, normalised; DataError on bad input
+    def load(self, i: int) -> torch.Tensor: ...
 
 
 @dataclass
@@ -93,8 +116,9 @@ def compute_dtype(device: torch.device) -> str:
 class FeatureCache:
     """A directory of cache entries; `extract` returns features, computing only what is missing."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, dist: Dist | None = None) -> None:
         self.root = Path(root)
+        self.dist = dist or Dist()
 
     def key(
         self,
@@ -103,6 +127,7 @@ class FeatureCache:
         layers: Sequence[int],
         token_layers: Sequence[int],
         device: torch.device,
+        reduction: str = "full",
     ) -> tuple[str, dict]:
         inputs = {
             "format": FORMAT_VERSION,
@@ -115,6 +140,8 @@ class FeatureCache:
             "pooling": "mean",
             "dtype": compute_dtype(device),
         }
+        if reduction != "full":
+            inputs["token_reduction"] = reduction
         blob = json.dumps(inputs, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:20], inputs
 
@@ -127,34 +154,46 @@ class FeatureCache:
         token_layers: Sequence[int] = (),
         device: torch.device = torch.device("cpu"),
         batch_size: int = 32,
-        progress: bool = True,
+        progress: bool = False,
         num_workers: int = 0,
+        token_reduction: str = "full",
     ) -> Features:
-        """Features of every sample of `source` at `layers` (pooled) and `token_layers` (full tokens)."""
+        """Features of every sample of `source` at `layers` (pooled) and `token_layers` (tokens, stored in full or
+        reduced by a `TOKEN_REDUCTIONS` entry).
+
+        Collective under torchrun: every rank calls it with the same arguments and computes its share.
+        """
         layers = sorted(set(layers) | set(token_layers))
-        key, inputs = self.key(backbone, source, layers, token_layers, device)
+        key, inputs = self.key(backbone, source, layers, token_layers, device, token_reduction)
         entry = _Entry(self.root / key, inputs, list(source.ids))
         t0 = time.perf_counter()
         computed = 0
         if not entry.complete:
-            todo = entry.todo()
-            if len(todo):
-                computed = _run(
-                    backbone, source, entry, todo, layers, token_layers, device, batch_size, progress, num_workers
-                )
-            entry.finish()
+            plan = _Plan(layers, sorted(set(token_layers)), device, batch_size, num_workers, progress, token_reduction)
+            computed = _fill(backbone, source, entry, plan, self.dist)
+            self.dist.barrier()
+            if self.dist.main:
+                entry.finish()
+            self.dist.barrier()
         feats = entry.open()
         feats.source = source
-        feats.stats = {
-            "computed": computed,
-            "cached": len(source) - computed,
-            "seconds": time.perf_counter() - t0,
-            "key": key,
-        }
+        done = int(self.dist.sum_(torch.tensor(computed)).item())
+        feats.stats = {"computed": done, "cached": len(source) - done, "seconds": time.perf_counter() - t0, "key": key}
         return feats
 
     def entries(self) -> list[Path]:
         return sorted(p for p in self.root.glob("*") if (p / "meta.json").exists()) if self.root.exists() else []
+
+
+@dataclass(frozen=True)
+class _Plan:
+    layers: list[int]
+    token_layers: list[int]
+    device: torch.device
+    batch_size: int  # clips (views) per forward pass
+    num_workers: int
+    progress: bool
+    token_reduction: str = "full"
 
 
 class _Entry:
@@ -162,26 +201,39 @@ class _Entry:
 
     def __init__(self, path: Path, inputs: dict, ids: list[str]) -> None:
         self.path, self.inputs, self.ids = path, inputs, ids
+        self.lock_path = path.with_name(f".{path.name}.lock")
         self.complete = (path / "COMPLETE").exists()
         self._arrays: dict[str, np.ndarray] = {}
         self.filled: np.ndarray | None = None
+        self._skipped_file = path / f"skipped-{socket.gethostname()}-{os.getpid()}.json"
+        self._my_skips: dict[str, str] = {}
 
     def todo(self) -> np.ndarray:
-        if (self.path / "filled.npy").exists():
+        if (self.path / "meta.json").exists():
             self._open_for_write()
             return np.flatnonzero(self.filled == TODO)
         return np.arange(len(self.ids))
 
-    def create(self, shapes: dict[str, tuple[int, ...]], grid: tuple[int, int, int]) -> None:
-        """Allocate every array once the first batch has shown the shapes; refuse if the disk is too small."""
+    @property
+    def allocated(self) -> bool:
+        return self.filled is not None
+
+    def allocate(self, shapes: dict[str, tuple[int, ...]], grid: tuple[int, int, int]) -> None:
+        """Create the arrays (or open them when another process already did), under the entry's lock."""
+        with file_lock(self.lock_path):
+            if (self.path / "meta.json").exists():
+                self._open_for_write()
+                return
+            self._create(shapes, grid)
+            self._open_for_write()
+
+    def _create(self, shapes: dict[str, tuple[int, ...]], grid: tuple[int, int, int]) -> None:
         n = len(self.ids)
         nbytes = sum(n * int(np.prod(s)) * 2 for s in shapes.values())
         self.path.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.path).free
-        log.info(
-            "cache %s: will write %.1f MiB for %d samples (%d arrays); %.1f GiB free",
-            self.path.name, nbytes / 2**20, n, len(shapes), free / 2**30,
-        )  # fmt: skip
+        log.info("cache %s: will write %.1f MiB for %d samples (%d arrays); %.1f GiB free",
+                 self.path.name, nbytes / 2**20, n, len(shapes), free / 2**30)  # fmt: skip
         if nbytes * 1.05 > free:
             raise TotoEvalError(
                 f"{self.path}: features need {nbytes / 2**30:.2f} GiB but only "
@@ -195,47 +247,61 @@ class _Entry:
             "dtype_stored": "float16",
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        _atomic_write(self.path / "index.json", json.dumps(self.ids))
-        for name, shape in shapes.items():
-            np.lib.format.open_memmap(self.path / f"{name}.npy", mode="w+", dtype=np.float16, shape=(n, *shape))
-        np.save(self.path / "filled.npy", np.zeros(n, dtype=np.uint8))
-        _atomic_write(self.path / "meta.json", json.dumps(meta, indent=1, default=str))
-        self._open_for_write()
+        try:
+            atomic_write_text(self.path / "index.json", json.dumps(self.ids))
+            for name, shape in shapes.items():
+                np.lib.format.open_memmap(self.path / f"{name}.npy", mode="w+", dtype=np.float16, shape=(n, *shape))
+            np.save(self.path / "filled.npy", np.zeros(n, dtype=np.uint8))
+        except OSError as err:
+            raise disk_error(self.path, err) from err
+        atomic_write_text(self.path / "meta.json", json.dumps(meta, indent=1, default=str))  # last: "allocated"
 
     def _open_for_write(self) -> None:
         meta = json.loads((self.path / "meta.json").read_text())
         self._arrays = {name: np.load(self.path / f"{name}.npy", mmap_mode="r+") for name in meta["arrays"]}
         self.filled = np.load(self.path / "filled.npy", mmap_mode="r+")
 
-    @property
-    def allocated(self) -> bool:
-        return self.filled is not None
-
     def write(self, rows: np.ndarray, values: dict[str, np.ndarray]) -> None:
         for name, arr in values.items():
             self._arrays[name][rows] = arr
-            self._arrays[name].flush()
-        self.filled[rows] = FILLED  # after the data: a row marked filled is always on disk
-        self.filled.flush()
 
     def skip(self, row: int, reason: str) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        skipped = self._skipped()
-        skipped[self.ids[row]] = reason
-        _atomic_write(self.path / "skipped.json", json.dumps(skipped, indent=1))
-        if self.filled is not None:
-            self.filled[row] = SKIPPED
-            self.filled.flush()
+        self._my_skips[self.ids[row]] = reason
 
-    def _skipped(self) -> dict[str, str]:
-        p = self.path / "skipped.json"
-        return json.loads(p.read_text()) if p.exists() else {}
+    def flush(self, rows: list[int]) -> None:
+        """Make written rows durable, then mark them filled (and recorded skips skipped): in that order, so a
+        row marked filled is always on disk."""
+        try:
+            for arr in self._arrays.values():
+                arr.flush()
+            if self._my_skips:
+                atomic_write_text(self._skipped_file, json.dumps(self._my_skips, indent=1))
+                for sid in self._my_skips:
+                    self.filled[self.ids.index(sid)] = SKIPPED
+            self.filled[rows] = FILLED
+            self.filled.flush()
+        except OSError as err:
+            raise disk_error(self.path, err) from err
+
+    def skipped(self) -> dict[str, str]:
+        """Every process's recorded unreadable samples, merged."""
+        merged: dict[str, str] = {}
+        for file in sorted(self.path.glob("skipped*.json")):
+            merged.update(json.loads(file.read_text()))
+        return merged
 
     def finish(self) -> None:
-        if self.filled is None:
-            raise DataError(f"{self.path}: no sample could be read ({len(self._skipped())} skipped)")
-        self._arrays, self.filled = {}, None
-        _atomic_write(self.path / "COMPLETE", "ok\n")
+        """Write the completion marker once every row is filled or skipped (rank 0, under the lock)."""
+        with file_lock(self.lock_path):
+            if (self.path / "COMPLETE").exists():
+                return
+            if not (self.path / "meta.json").exists():
+                raise DataError(f"{self.path}: no sample could be read ({len(self._my_skips)} skipped)")
+            filled = np.load(self.path / "filled.npy")
+            missing = int((filled == TODO).sum())
+            if missing:
+                raise TotoEvalError(f"{self.path}: {missing} rows were not written (a rank stopped?); run again")
+            atomic_write_text(self.path / "COMPLETE", "ok\n")
         self.complete = True
 
     def open(self) -> Features:
@@ -243,28 +309,37 @@ class _Entry:
         arrays = {name: np.load(self.path / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
         pooled = {int(n.split("_L")[1]): a for n, a in arrays.items() if n.startswith("pooled_")}
         tokens = {int(n.split("_L")[1]): a for n, a in arrays.items() if n.startswith("tokens_")}
-        return Features(self.ids, pooled, tokens, tuple(meta["grid"]), skipped=self._skipped())
+        return Features(self.ids, pooled, tokens, tuple(meta["grid"]), skipped=self.skipped())
 
 
-def _run(
-    backbone: Backbone,
-    source: ClipSource,
-    entry: _Entry,
-    todo: np.ndarray,
-    layers: list[int],
-    token_layers: Sequence[int],
-    device: torch.device,
-    batch_size: int,
-    progress: bool,
-    num_workers: int,
-) -> int:
-    """Push the `todo` rows through the backbone in batches; one forward gives every layer."""
+def _blocks(todo: np.ndarray, rows_per_block: int) -> list[np.ndarray]:
+    """The todo rows grouped by fixed blocks of the index space ([0, b), [b, 2b), ...), so a block holds the same
+    samples whatever the number of ranks or how often the extraction resumed: identical forward batches."""
+    if not len(todo):
+        return []
+    keys = todo // rows_per_block
+    cuts = np.flatnonzero(np.diff(keys)) + 1
+    return np.split(todo, cuts)
+
+
+def _fill(backbone: Backbone, source: ClipSource, entry: _Entry, plan: _Plan, dist: Dist) -> int:
+    """Compute this rank's share of the rows still to do; returns how many rows it computed."""
+    views = max(1, int(getattr(source, "views", 1)))
+    rows_per_block = max(1, plan.batch_size // views)
+    todo = entry.todo()
+    dist.barrier()  # every rank has read the fill state before any rank writes: they agree on the blocks
+    mine = _blocks(todo, rows_per_block)[dist.rank :: dist.world]
     loader = torch.utils.data.DataLoader(
-        _Loading(source, todo), batch_size=batch_size, num_workers=num_workers, collate_fn=list
+        _Loading(source),
+        batch_sampler=[b.tolist() for b in mine],
+        num_workers=plan.num_workers,
+        collate_fn=list,
+        pin_memory=plan.device.type == "cuda",
     )
-    backbone.eval().to(device)
-    done = 0
-    bar = progress_bar(enabled=progress, total=len(todo), desc=f"features {backbone.name}", unit="clip", leave=False)
+    backbone.eval().to(plan.device)
+    total = sum(len(b) for b in mine)
+    bar = progress_bar(enabled=plan.progress, total=total, desc=f"features {backbone.name}", unit="clip", leave=False)
+    done, pending, last_flush = 0, [], time.monotonic()
     for batch in loader:
         good = [(row, x) for row, x in batch if not isinstance(x, str)]
         for row, reason in ((row, x) for row, x in batch if isinstance(x, str)):
@@ -272,59 +347,69 @@ def _run(
             entry.skip(row, reason)
         if good:
             rows = np.array([row for row, _ in good])
-            values, grid = _forward(backbone, torch.stack([x for _, x in good]), layers, token_layers, device)
+            values, grid = _forward(backbone, torch.stack([x for _, x in good]), plan)
             if not entry.allocated:
-                entry.create({k: v.shape[1:] for k, v in values.items()}, grid)
-                for sid in entry._skipped():
-                    entry.filled[entry.ids.index(sid)] = SKIPPED
+                entry.allocate({k: v.shape[1:] for k, v in values.items()}, grid)
             entry.write(rows, values)
+            pending += rows.tolist()
             done += len(rows)
+        if entry.allocated and time.monotonic() - last_flush > FLUSH_SECONDS:
+            entry.flush(pending)
+            pending, last_flush = [], time.monotonic()
         bar.update(len(batch))
     bar.close()
+    if entry.allocated:
+        entry.flush(pending)
     return done
 
 
 @torch.inference_mode()
-def _forward(
-    backbone: Backbone, x: torch.Tensor, layers: list[int], token_layers: Sequence[int], device: torch.device
-) -> tuple[dict[str, np.ndarray], tuple[int, int, int]]:
+def _forward(backbone: Backbone, x: torch.Tensor, plan: _Plan) -> tuple[dict[str, np.ndarray], tuple[int, int, int]]:
+    """(B, V, T, C, H, W) frames -> fp16 pooled / token arrays; views run in chunks of `batch_size` clips."""
     b, v = x.shape[:2]
-    x = x.flatten(0, 1).to(device)  # (B*V, T, C, H, W): all views of all clips in one pass
+    flat = x.flatten(0, 1)  # (B*V, T, C, H, W): the views of all clips
+    parts: dict[str, list[np.ndarray]] = {}
+    grid = None
+    for chunk in flat.split(plan.batch_size):
+        values, grid = _forward_chunk(backbone, chunk, plan)
+        for name, value in values.items():
+            parts.setdefault(name, []).append(value)
+    out = {name: np.concatenate(p).reshape(b, v, *p[0].shape[1:]) for name, p in parts.items()}
+    return out, grid
+
+
+def _forward_chunk(backbone: Backbone, x: torch.Tensor, plan: _Plan) -> tuple[dict[str, np.ndarray], tuple]:
+    device = plan.device
+    x = backbone.preprocess.normalize(x.to(device, non_blocking=True))  # uint8 travels, floats are made here
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        out = backbone.forward_features(x, layers)
+        out = backbone.forward_features(x, plan.layers)
     values = {}
-    grid = tuple(next(iter(out.values())).shape[1:4])
+    reduce = TOKEN_REDUCTIONS[plan.token_reduction]
+    grid = tuple(reduce(next(iter(out.values()))[:1]).shape[1:4])  # of the stored token grid
     for layer, feats in out.items():
-        feats = feats.float()  # (B*V, T', H', W', D)
-        values[f"pooled_L{layer:03d}"] = _to_fp16(feats.mean(dim=(1, 2, 3)).reshape(b, v, -1))
-        if layer in token_layers:
-            values[f"tokens_L{layer:03d}"] = _to_fp16(feats.flatten(1, 3).reshape(b, v, -1, feats.shape[-1]))
+        feats = feats.float()  # (n, T', H', W', D)
+        values[f"pooled_L{layer:03d}"] = _to_fp16(feats.mean(dim=(1, 2, 3)))
+        if layer in plan.token_layers:
+            values[f"tokens_L{layer:03d}"] = _to_fp16(reduce(feats).flatten(1, 3))
     return values, grid
 
 
 def _to_fp16(t: torch.Tensor) -> np.ndarray:
     # Decoder activations can carry outlier channels beyond fp16's range; saturate rather than store inf.
-    return t.clamp(-FP16_MAX, FP16_MAX).cpu().numpy().astype(np.float16)
+    return t.clamp(-FP16_MAX, FP16_MAX).to(torch.float16).cpu().numpy()
 
 
 class _Loading(torch.utils.data.Dataset):
-    """Loads the rows still to do; a bad sample becomes its one-line reason instead of killing the run."""
+    """Loads rows by index; a bad sample becomes its one-line reason instead of killing the run."""
 
-    def __init__(self, source: ClipSource, rows: np.ndarray) -> None:
-        self.source, self.rows = source, rows
+    def __init__(self, source: ClipSource) -> None:
+        self.source = source
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.source)
 
-    def __getitem__(self, k: int) -> tuple[int, torch.Tensor | str]:
-        row = int(self.rows[k])
+    def __getitem__(self, row: int) -> tuple[int, torch.Tensor | str]:
         try:
             return row, self.source.load(row)
         except DataError as err:
             return row, str(err)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -24,6 +24,7 @@ import torch
 
 from ..common.config import build_config, nest
 from ..common.errors import ConfigError, TotoEvalError
+from . import dist as distributed
 from .backbone import Backbone, Layers
 from .cache import FeatureCache
 from .registry import BACKBONES, TASKS
@@ -51,6 +52,8 @@ class RunOptions:
     overwrite: Overwrite = "always"  # "never": keep an existing ok result and skip the task
     progress: bool = False
     mini_overrides: bool = True  # False: the mini suite runs every task's full protocol
+    probe_mode: str = "cached"  # "cached", "online", or "auto" (the planner picks per task against the budget)
+    cache_budget: int | None = None  # bytes the feature cache may use (auto mode, and the refusal of a plan)
     task_config: dict[str, dict] = field(default_factory=dict)  # task name -> Config overrides (dotted keys)
 
 
@@ -107,6 +110,7 @@ def evaluate(backbone: Backbone, tasks: str | list[str], options: RunOptions = R
     """Run `tasks` on `backbone`; one TaskResult per task, also written under `options.results_dir` if set."""
     names = resolve_tasks(tasks)
     ctx = _context(options)
+    ctx.probe_modes = _probe_modes(backbone, names, options, ctx)
     facts = provenance()  # git and hardware: once per run
     results = []
     for name in names:
@@ -118,7 +122,7 @@ def evaluate(backbone: Backbone, tasks: str | list[str], options: RunOptions = R
         config, applied = task_config(task_cls, ctx.mini and options.mini_overrides, options.task_config.get(name))
         result = run_task(task_cls(config), backbone, ctx, facts, applied)
         result.run = _run_record(options)
-        if options.results_dir is not None:
+        if options.results_dir is not None and ctx.dist.main:
             path = write_result(result, options.results_dir)
             log.info("%s %s: %s = %s -> %s", name, result.status, result.main_metric, result.main_score, path)
         results.append(result)
@@ -167,11 +171,13 @@ def run_task(
 
 
 def _context(options: RunOptions) -> RunContext:
+    dist = distributed.init(options.device)
     return RunContext(
-        cache=FeatureCache(options.cache_dir / "features"),
+        cache=FeatureCache(options.cache_dir / "features", dist=dist),
+        dist=dist,
         data_root=options.data_root,
         mini_root=options.cache_dir / "mini",
-        device=torch.device(options.device),
+        device=dist.device,
         seed=options.seed,
         layers=options.layers,
         limit=options.limit,
@@ -180,6 +186,15 @@ def _context(options: RunOptions) -> RunContext:
         num_workers=options.num_workers,
         results_dir=options.results_dir,
     )
+
+
+def _probe_modes(backbone: Backbone, names: list[str], options: RunOptions, ctx: RunContext) -> dict[str, str]:
+    """Each task's probe mode: as asked, or in auto mode the planner's choice against the cache budget."""
+    if options.probe_mode != "auto":
+        return dict.fromkeys(names, options.probe_mode)
+    from .plan import plan_run
+
+    return {row.task: row.mode for row in plan_run(backbone, names, options, ctx).tasks}
 
 
 def _existing(options: RunOptions, backbone: Backbone, task: str) -> TaskResult | None:

@@ -16,7 +16,10 @@ from typing import Any
 
 from .backbone import Backbone
 from .cache import ClipSource, Features
-from .probes import GridResult, ProbeConfig, fit_probe_grid, probe_inputs
+from .online import OnlineFeed
+from .plan import Extraction
+from .probe_grid import GRID_FORMAT, CachedFeed, Feed, GridResult, fit_probe_grid
+from .probes import ProbeConfig
 from .task import RunContext, Task, TaskOutput, unreadable_counts
 
 SPLITS = ("train", "val")  # probe-task splits: fit (and select on a held-out part), then report
@@ -33,9 +36,37 @@ class ProbeSplits:
     extra: dict[str, Any] = field(default_factory=dict)  # protocol facts for the result
 
 
+def cached_feed(features: Features, probe: ProbeConfig, ram_bytes: int) -> CachedFeed:
+    """What the probe reads of cached features: tokens for a token probe, pooled vectors otherwise; only the rows
+    that hold features, with their labels; in RAM when they fit `ram_bytes`."""
+    arrays = features.tokens if probe.needs_tokens else features.pooled
+    return CachedFeed(arrays, features.rows(), features.labels, ram_bytes)
+
+
 class ProbeTask(Task):
     """A task whose protocol is a probe grid on frozen features. `Config` must have `probe: ProbeConfig` and
     `max_skipped: float`."""
+
+    has_probe_mode = True
+
+    @abstractmethod
+    def layout(self, backbone: Backbone) -> dict[str, tuple[int, tuple[int, int, int]]]:
+        """split -> (views per sample, (T, H, W) of a view), from the protocol alone (no data is read)."""
+
+    def extraction(self, backbone: Backbone, ctx: RunContext, counts: str = "data") -> list[Extraction]:
+        probe: ProbeConfig = self.config.probe
+        n = self.sizes(
+            counts, lambda: {s: len(ctx.subset(src)) for s, src in self.splits(backbone, ctx).sources.items()}
+        )
+        layers = len(ctx.probe_layers(backbone))
+        out = []
+        for split, (views, shape) in self.layout(backbone).items():
+            # online: a pooled pass over every view, then per epoch one view of each fit sample, then prediction
+            trained = probe.epochs * (1 - probe.holdout) / views if split == "train" else 0.0
+            passes = 1 + trained + (probe.holdout if split == "train" else 1.0)
+            tokens = layers if probe.needs_tokens else 0
+            out.append(Extraction(split, n[split], views, shape, layers, tokens, passes=passes))
+        return out
 
     @abstractmethod
     def splits(self, backbone: Backbone, ctx: RunContext) -> ProbeSplits:
@@ -54,23 +85,27 @@ class ProbeTask(Task):
         probe: ProbeConfig = self.config.probe
         splits = self.splits(backbone, ctx)
         layers = ctx.probe_layers(backbone)
-        feats = {s: ctx.features(backbone, splits.sources[s], layers=layers, tokens=probe.needs_tokens) for s in SPLITS}
-        counts = {
-            s: unreadable_counts(
-                s, feats[s], self.config.max_skipped, splits.missing.get(s, ()), present=len(splits.sources[s])
-            )
-            for s in SPLITS
-        }
-        train, val = (probe_inputs(feats[s], probe) for s in SPLITS)
+        online = ctx.probe_mode(self.name) == "online" and probe.needs_tokens  # pooled inputs are always cached
+        # Online, the cache keeps pooled vectors only (they also say which samples are readable); else what the
+        # probe reads. One backbone pass serves every layer.
+        tokens = probe.needs_tokens and not online
+        feats = {s: ctx.features(backbone, splits.sources[s], layers=layers, tokens=tokens) for s in SPLITS}
+        counts = {s: self._counts(s, feats[s], splits) for s in SPLITS}
+        feeds = {s: self._feed(feats[s], backbone, ctx, layers, online) for s in SPLITS}
+        keys = [f.stats["key"] for f in feats.values()]
+        state = ctx.state_dir("probes", GRID_FORMAT, keys, probe, ctx.seed, splits.num_classes, backbone.num_heads,
+                              "online" if online else "cached")  # fmt: skip
         grid = fit_probe_grid(
-            train,
-            val,
+            feeds["train"],
+            feeds["val"],
             splits.num_classes,
             probe,
             num_heads=backbone.num_heads,
             seed=ctx.seed,
             device=ctx.device,
             progress=ctx.progress,
+            dist=ctx.dist,
+            state_dir=state,
         )
         metrics, extra = self.score(grid, feats["val"], backbone)
         return TaskOutput(
@@ -82,8 +117,19 @@ class ProbeTask(Task):
             extra={
                 **splits.extra,
                 **extra,
+                "probe_mode": "online" if online else "cached",
                 "layers": layers,
                 "default_layer": backbone.default_layer,
                 "cache": {s: f.stats for s, f in feats.items()},
             },
         )
+
+    def _counts(self, split: str, feats: Features, splits: ProbeSplits) -> dict[str, Any]:
+        missing = splits.missing.get(split, ())
+        return unreadable_counts(split, feats, self.config.max_skipped, missing, present=len(splits.sources[split]))
+
+    def _feed(self, feats: Features, backbone: Backbone, ctx: RunContext, layers: list[int], online: bool) -> Feed:
+        probe: ProbeConfig = self.config.probe
+        if not online:
+            return cached_feed(feats, probe, ctx.ram_bytes // 2)
+        return OnlineFeed(backbone, feats.source, feats.rows(), layers, True, ctx.batch_size, ctx.num_workers)

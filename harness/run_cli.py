@@ -53,6 +53,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--include", action="append", default=[], help="a Python file that registers more (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--probe-mode",
+        choices=("auto", "cached", "online"),
+        default="auto",
+        help="probe tasks train on cached tokens or online from the backbone; auto: online where the token "
+        "cache would not fit the budget",
+    )
+    p.add_argument("--cache-budget", help="bytes the feature cache may take, e.g. 500G (default: the free disk)")
 
 
 def _default_cache() -> Path:
@@ -77,13 +85,13 @@ def _int(text: str, flag: str) -> int:
         raise ConfigError(f"{flag}: {text!r} is not an integer") from None
 
 
-def prepare(args: argparse.Namespace):
-    """(backbone, task names, RunOptions) of a run's options, checked before any compute."""
-    import logging
-
+def prepare(args: argparse.Namespace, check_budget: bool = True):
+    """(backbone, task names, RunOptions) of a run's options, checked before any compute; with `check_budget`,
+    a plan over the cache budget is refused here, with its table."""
     from ..common.config import parse_overrides
     from ..common.errors import ConfigError
     from .evaluate import RunOptions, create_backbone, resolve_tasks, task_config
+    from .plan import parse_size
     from .registry import TASKS, include_files
 
     if not args.backbone:
@@ -100,8 +108,6 @@ def prepare(args: argparse.Namespace):
     for name in names:  # every config is checked before any compute
         task_config(TASKS.get(name), mini, overrides.get(name))
     backbone = create_backbone(args.backbone, args.checkpoint, args.random_init)
-    if args.data_root is None:
-        logging.getLogger(__name__).info("no --data-root: the mini suite (generated on first use; results flagged)")
     options = RunOptions(
         data_root=args.data_root,
         cache_dir=args.cache_dir,
@@ -115,16 +121,28 @@ def prepare(args: argparse.Namespace):
         overwrite=args.overwrite,
         progress=not args.no_progress,
         mini_overrides=not args.full_protocol,
+        probe_mode=args.probe_mode,
+        cache_budget=parse_size(args.cache_budget) if args.cache_budget else None,
         task_config=overrides,
     )
+    if check_budget:
+        from .evaluate import _context
+        from .plan import check_budget as refuse_over_budget
+        from .plan import plan_run
+
+        refuse_over_budget(plan_run(backbone, names, options, _context(options), measure=False))
     return backbone, names, options
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
     from .evaluate import evaluate
     from .summary import print_summary
 
     backbone, names, options = prepare(args)
+    if args.data_root is None:
+        logging.getLogger(__name__).info("no --data-root: the mini suite (generated on first use; results flagged)")
     results = evaluate(backbone, names, options)
     print_summary(results)
     return 0 if all(r.ok for r in results) else 1

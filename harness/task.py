@@ -28,12 +28,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
-from ..common.errors import DataError
+from ..common.errors import ConfigError, DataError
+from ..common.files import file_lock
 from .backbone import Backbone, Layers, resolve_layers
 from .display import Display
+from .dist import Dist
 
 if TYPE_CHECKING:
     from .cache import ClipSource, FeatureCache, Features
+    from .plan import Extraction
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,9 @@ class RunContext:
     progress: bool = False
     num_workers: int = 0
     results_dir: Path | None = None  # where a task may write artefacts beside its result (e.g. predictions)
+    ram_bytes: int = field(default_factory=lambda: default_ram_budget())  # features up to this size train in RAM
+    dist: Dist = field(default_factory=Dist)  # this process's place in a torchrun run
+    probe_modes: dict[str, str] = field(default_factory=dict)  # task -> "cached" | "online" (the planner's choice)
 
     @property
     def mini(self) -> bool:
@@ -66,6 +72,7 @@ class RunContext:
         layers: Sequence[int],
         tokens: bool = False,
         limit: bool = True,
+        token_reduction: str = "full",
     ) -> Features:
         """Cached features of `source` (its --limit subset unless `limit=False`): pooled at every layer, and the
         full token grid too when `tokens`; one backbone pass serves them all. They know their source, so
@@ -79,6 +86,7 @@ class RunContext:
             batch_size=self.batch_size,
             progress=self.progress,
             num_workers=self.num_workers,
+            token_reduction=token_reduction,
         )
 
     def subset(self, source: ClipSource) -> ClipSource:
@@ -118,10 +126,22 @@ class RunContext:
                 raise DataError(f"{root}: dataset folder not found (expected under --data-root {self.data_root})")
             return root
         root = self.mini_root / dirname
-        if _mini_version(root) != version:
-            log.info("generating the mini %s dataset in %s (once)", dirname, root)
-            _generate_atomically(root, make_mini, version)
+        if _mini_version(root) == version:
+            return root
+        with file_lock(self.mini_root / f".{dirname}.lock"):  # one generator at a time: ranks, parallel runs
+            if _mini_version(root) != version:
+                log.info("generating the mini %s dataset in %s (once)", dirname, root)
+                _generate_atomically(root, make_mini, version)
         return root
+
+    def probe_mode(self, task: str) -> str:
+        """How `task` trains its probes: on cached features, or online from the backbone (see harness/online.py)."""
+        return self.probe_modes.get(task, "cached")
+
+    def state_dir(self, kind: str, *identity: object) -> Path:
+        """`<cache>/<kind>/<hash of identity>`: where resumable work (probe training) keeps its checkpoints."""
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        return self.cache.root.parent / kind / digest
 
     def predictions_dir(self, task: str, backbone: Backbone, label: str, setting: object) -> Path:
         """`<results or cache>/predictions/<task>/<backbone>-<weights>/<label>-<setting hash>`: one folder per
@@ -129,6 +149,14 @@ class RunContext:
         digest = hashlib.sha256(json.dumps(setting, sort_keys=True, default=str).encode()).hexdigest()[:8]
         base = self.results_dir or self.cache.root.parent
         return base / "predictions" / task / f"{backbone.name}-{backbone.fingerprint()[:8]}" / f"{label}-{digest}"
+
+
+def default_ram_budget() -> int:
+    """A quarter of the machine's memory: what probe training may hold in RAM instead of reading memory maps."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
 
 
 def seeded_rows(n: int, k: int, seed: int) -> np.ndarray:
@@ -239,6 +267,8 @@ class Task(ABC):
     Config: ClassVar[type]
     display: ClassVar[Display | None] = None  # how results are shown; None: a generic table of every metric
     mini: ClassVar[dict[str, Any]] = {}  # config values the mini suite changes (dotted keys), recorded in results
+    has_probe_mode: ClassVar[bool] = False  # whether the task can train its probes online (the planner's choice)
+    paper_sizes: ClassVar[dict[str, int]] = {}  # samples per split of the real dataset, for `plan --sizes paper`
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -246,3 +276,16 @@ class Task(ABC):
     @abstractmethod
     def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
         """Run the whole protocol on `backbone` and return its metrics."""
+
+    def extraction(self, backbone: Backbone, ctx: RunContext, counts: str = "data") -> list[Extraction]:
+        """The task's passes through the backbone, for the planner: samples counted on the data (`"data"`) or
+        taken from `paper_sizes` (`"paper"`). A task that does not describe them is planned as free."""
+        return []
+
+    def sizes(self, counts: str, count: Callable[[], dict[str, int]]) -> dict[str, int]:
+        """Samples per split: the real dataset's sizes (`paper_sizes`), or counted on the data by `count()`."""
+        if counts == "paper":
+            if not self.paper_sizes:
+                raise ConfigError(f"{self.name}: no paper sizes known; plan it on data (--data-root)")
+            return dict(self.paper_sizes)
+        return count()

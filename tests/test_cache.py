@@ -35,8 +35,10 @@ def test_second_extraction_runs_no_forward(tmp_path, counting, array_source):
 
 def test_features_equal_a_direct_forward(tmp_path, counting, array_source):
     feats = FeatureCache(tmp_path).extract(counting, array_source, layers=[1], token_layers=[1], progress=False)
-    with torch.no_grad():
-        direct = counting.forward_features(torch.from_numpy(array_source.clips[:, 0]), [1])[1]
+    with torch.no_grad():  # sources hand over frames in [0, 255]; the cache normalises them
+        direct = counting.forward_features(
+            counting.preprocess.normalize(torch.from_numpy(array_source.clips[:, 0])), [1]
+        )[1]
     np.testing.assert_allclose(feats.tokens[1][:, 0], direct.flatten(1, 3).numpy(), atol=2e-3)
     np.testing.assert_allclose(feats.pooled[1][:, 0], direct.mean((1, 2, 3)).numpy(), atol=2e-3)
 
@@ -76,7 +78,9 @@ def test_refuses_when_the_disk_is_too_small(tmp_path, counting, array_source, mo
 SCRIPT = textwrap.dedent(
     """
     import sys, time, numpy as np, torch
+    import toto_eval.harness.cache as cache_module
     from toto_eval.harness.cache import FeatureCache
+    cache_module.FLUSH_SECONDS = 0  # flush (and mark filled) after every batch, so a kill finds partial progress
     from toto_eval.harness.evaluate import create_backbone
 
     class Slow:

@@ -15,7 +15,7 @@ import torch
 from toto_eval.backbones.baselines import Pixels
 from toto_eval.common.config import build_config
 from toto_eval.harness.backbone import Preprocess
-from toto_eval.harness.cache import FeatureCache
+from toto_eval.harness.cache import FeatureCache, last_and_mean
 from toto_eval.harness.task import RunContext
 from toto_eval.tasks.ego4d_sta import mini
 from toto_eval.tasks.ego4d_sta.data import load_detections, load_split
@@ -29,16 +29,16 @@ def test_box_features_pool_inside_the_box():
     t, h, w, d = 2, 4, 4, 3
     grid = np.zeros((t, h, w, d), np.float32)
     grid[-1, :2, :2] = 1.0  # a "hot" top-left quarter on the last frame only
-    tokens = grid.reshape(t * h * w, d)
+    maps = last_and_mean(torch.from_numpy(grid)[None])[0].reshape(2 * h * w, d).numpy()  # as the cache keeps them
     boxes = np.array([[0, 0, 20, 20], [20, 20, 40, 40]], float)  # pixels of a 40 x 40 frame
-    x = box_features(tokens, (t, h, w), boxes, (40, 40))
+    x = box_features(maps, (h, w), boxes, (40, 40))
     assert x.shape == (2, 4 * d)
     last, mean, around, context = x[:, :d], x[:, d : 2 * d], x[:, 2 * d : 3 * d], x[:, 3 * d :]
     assert last[0, 0] > 0.8 and last[1, 0] < 0.01  # the box over the hot cells sees them (bilinear: a little leaks)
     assert mean[0, 0] == pytest.approx(last[0, 0] / 2)  # half the frames are hot
     assert around[1, 0] > 0.05 > last[1, 0]  # the enlarged bottom-right box reaches the hot cells
     assert torch.allclose(context, torch.full_like(context, 4 / 32))  # clip mean: 4 hot cells of 32
-    const = box_features(np.full((t * h * w, d), 0.5, np.float32), (t, h, w), boxes, (40, 40))
+    const = box_features(np.full((2 * h * w, d), 0.5, np.float32), (h, w), boxes, (40, 40))
     assert torch.allclose(const, torch.full_like(const, 0.5))
 
 

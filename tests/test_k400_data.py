@@ -107,8 +107,8 @@ def test_source_views_and_seeded_train_clips(tmp_path):
     pre = Preprocess(resolution=16, frames=4, frame_stride=2, mean=(0, 0, 0), std=(1, 1, 1))
     test = KineticsSource(tmp_path, "val", split, Sampling(4, 2, 16, segments=2, crops=3, short_side=18), pre)
     x = test.load(0)
-    assert x.shape == (6, 4, 3, 16, 16) and x.dtype == torch.float32
-    grey = (x.mean(dim=(2, 3, 4)) * 255).round()  # (views, T)
+    assert x.shape == (6, 4, 3, 16, 16) and x.dtype == torch.uint8 and test.views == 6
+    grey = x.float().mean(dim=(2, 3, 4)).round()  # (views, T)
     # segments centred in halves of 20 frames, span 7: starts 1 and 11; 3 crops per segment, segment-major
     assert grey[0].tolist() == pytest.approx([10, 30, 50, 70], abs=3)
     assert grey[3].tolist() == pytest.approx([110, 130, 150, 170], abs=3)

@@ -10,18 +10,22 @@ import numpy as np
 import pytest
 import torch
 
+from toto_eval.harness.probe_grid import CachedFeed, fit_probe_grid
 from toto_eval.harness.probes import (
     AttentiveHeads,
     AttentiveProbe,
     LinearHeads,
     LinearProbe,
     ProbeConfig,
-    ProbeData,
     StackedAdamW,
     clip_per_head,
-    fit_probe_grid,
     topk_accuracy,
 )
+
+
+def ProbeData(features: dict[int, np.ndarray], labels: np.ndarray) -> CachedFeed:
+    """In-memory features (N, V, ...) as the grid's input."""
+    return CachedFeed(features, np.arange(len(labels)), labels, ram_bytes=2**30)
 
 
 def _copy_attentive(stack: AttentiveHeads, i: int, ref: AttentiveProbe) -> None:
@@ -68,7 +72,7 @@ def test_stacked_adamw_matches_torch_adamw_per_head():
     lrs = [1e-2, 3e-2]
     stacked = torch.nn.Parameter(torch.randn(2, 4, 3))
     singles = [torch.nn.Parameter(stacked[i].detach().clone()[None]) for i in range(2)]
-    opt = StackedAdamW([stacked], torch.tensor(lrs), weight_decay=0.1)
+    opt = StackedAdamW([stacked], torch.tensor(lrs), torch.tensor([0.1, 0.1]))
     refs = [
         torch.optim.AdamW([p], lr=lr, weight_decay=0.1, betas=(0.9, 0.999), eps=1e-8)
         for p, lr in zip(singles, lrs, strict=True)
@@ -132,7 +136,7 @@ def test_selection_never_looks_at_test_labels():
     cfg = ProbeConfig(lrs=(1e-2,), epochs=5, batch_size=32)
     train, test = _toy(200, 0, informative_layer=0), _toy(60, 1, informative_layer=0)
     honest = fit_probe_grid(train, test, 3, cfg, num_heads=2)
-    shuffled = ProbeData(test.features, np.random.default_rng(5).permutation(test.labels))
+    shuffled = ProbeData(test._arrays, np.random.default_rng(5).permutation(test.labels))
     lied = fit_probe_grid(train, shuffled, 3, cfg, num_heads=2)
     assert honest.selected["layer"] == lied.selected["layer"]
     assert honest.selected["holdout_top1"] == lied.selected["holdout_top1"]

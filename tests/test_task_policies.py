@@ -60,7 +60,7 @@ def test_mini_values_apply_under_the_users():
     assert applied == {"max_frames": 8, "test_segments": 2, "test_crops": 1} and cfg.test_segments == 2
     cfg, applied = task_config(K400Probe, mini=True, overrides={"test_segments": "4", "probe.epochs": "3"})
     assert cfg.test_segments == 4 and "test_segments" not in applied and cfg.probe.epochs == 3
-    assert cfg.probe.weight_decay == 1e-2  # the task's own nested default survives a nested override
+    assert cfg.probe.weight_decays == (1e-2,)  # the task's own nested default survives a nested override
     cfg, applied = task_config(K400Probe, mini=False, overrides=None)
     assert applied == {} and cfg.test_segments == 8
 

@@ -211,7 +211,7 @@ class CaterClips:
             clip = F.interpolate(frames, size=(size, size), mode="bilinear", antialias=True)
         else:
             clip = make_views(frames[None], size, crops=1)[0]
-        return self.preprocess.normalize(clip)[None]  # (1, T, 3, S, S)
+        return clip[None]  # (1, T, 3, S, S) uint8: the cache normalises on the device
 
 
 def _files_sha(entries: list[Entry]) -> str:

@@ -15,14 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from toto_eval.common.errors import ConfigError
 from toto_eval.harness.backbone import Backbone
 from toto_eval.harness.cache import Features
 from toto_eval.harness.display import Display, Metric
+from toto_eval.harness.probe_grid import GridResult
 from toto_eval.harness.probe_task import ProbeSplits, ProbeTask
-from toto_eval.harness.probes import GridResult, ProbeConfig
+from toto_eval.harness.probes import ProbeConfig
 from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext
 
@@ -74,6 +75,12 @@ class Cater(ProbeTask):
         layer_score="test_top1",
         layer_select="holdout_top1",
     )
+
+    paper_sizes: ClassVar[dict[str, int]] = {"train": 3_850, "val": 1_650}  # 5,500 videos split 70/30
+
+    def layout(self, backbone: Backbone) -> dict[str, tuple[int, tuple[int, int, int]]]:
+        r, t = backbone.preprocess.resolution, 1 if self.config.sampling == "last" else self.config.frames
+        return {"train": (1, (t, r, r)), "val": (1, (t, r, r))}
 
     def splits(self, backbone: Backbone, ctx: RunContext) -> ProbeSplits:
         cfg = self.config

@@ -27,6 +27,7 @@ from toto_eval.common.errors import ConfigError, DataError, data_error
 from toto_eval.common.log import progress
 from toto_eval.harness.backbone import Backbone, Preprocess
 from toto_eval.harness.display import Display, Metric
+from toto_eval.harness.plan import Extraction
 from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext, Task, TaskOutput
 
@@ -85,7 +86,7 @@ class FrameSource:
     def load(self, i: int) -> torch.Tensor:
         frame = torch.from_numpy(read_frame(self.sequence.frames[i])).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
         frame = F.interpolate(frame, size=self.size, mode="bilinear", align_corners=False)  # cv2.resize's rule
-        return self.preprocess.normalize(frame.clamp(0, 255))[None]  # (V=1, T=1, 3, H_in, W_in)
+        return frame.clamp(0, 255)[None]  # (V=1, T=1, 3, H_in, W_in) in [0, 255]: normalised on the device
 
 
 @TASKS.register("davis")
@@ -96,6 +97,21 @@ class Davis(Task):
     main_metric = "J&F-Mean"
     Config = Config
     mini: ClassVar[dict[str, Any]] = {"resolution": "backbone"}  # mini frames are made at the backbone's size
+    paper_sizes: ClassVar[dict[str, int]] = {"val": 1_999}  # DAVIS-2017 val: 30 sequences, 1,999 frames
+
+    def extraction(self, backbone: Backbone, ctx: RunContext, counts: str = "data") -> list[Extraction]:
+        """Every frame once, alone (T = 1), at the resolution preset (480p frames for the short-side presets)."""
+        cfg = self.config
+        side, mode = _resolution(cfg.resolution, cfg.resize_mode, backbone)
+
+        def count() -> dict[str, int]:
+            root = ctx.dataset_root("DAVIS", make_mini, MINI_VERSION)
+            return {"val": sum(len(load_sequence(root, n)) for n in ctx.limited(read_sequence_list(root, cfg.split)))}
+
+        frames = self.sizes(counts, count)["val"]
+        layers = len(_layers(cfg, ctx, backbone))
+        return [Extraction("val", frames, 1, (1, *input_size(480, 854, side, mode)), layers, layers)]
+
     display = Display(
         "DAVIS-2017 label propagation (Table 10)",
         (Metric("J&F-Mean", "J&F"), Metric("J-Mean", "J"), Metric("F-Mean", "F")),

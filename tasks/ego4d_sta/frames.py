@@ -97,4 +97,4 @@ class STAClips:
         frames = self.reader.read(ann.video_uid, clip_indices(ann.frame, self.frames, self.stride))  # (T, 3, H, W)
         size = self.preprocess.resolution
         x = F.interpolate(frames.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return self.preprocess.normalize(x.clamp(0, 255)).unsqueeze(0)  # (1, T, 3, S, S)
+        return x.clamp(0, 255).unsqueeze(0)  # (1, T, 3, S, S) float in [0, 255]: normalised on the device

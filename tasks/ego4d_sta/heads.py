@@ -5,7 +5,8 @@ ROIAlign (bilinear, `aligned=True`, averaged over a `roi_size` x `roi_size` bin 
 tokens, the only ones aligned with the box when the camera moves (a causal backbone such as Toto has carried the
 clip's history into them); over the time-averaged tokens, as the SlowFast baseline pools; and over the last frame
 in a box `context_scale` times larger, where the hand that is about to act is. The clip's global mean is appended
-as context, as StillFast's "concat" fusion does. Result per box: `4 * D` features.
+as context, as StillFast's "concat" fusion does. Result per box: `4 * D` features. So the heads read two maps of
+a clip, its last frame and its time mean, and that is all the feature cache keeps (`cache.last_and_mean`).
 
 Heads. As in the FRCNN+SlowFast baseline: dropout, a verb classifier and a softplus TTC regressor, trained with
 cross-entropy + smooth-L1 weighted 1 : 10; `hidden > 0` inserts one GELU layer (StillFast's small MLP). Inputs
@@ -26,20 +27,22 @@ from toto_eval.common.schedule import warmup_cosine
 
 
 def box_features(
-    tokens: np.ndarray,
-    grid: tuple[int, int, int],
+    maps: np.ndarray,
+    grid: tuple[int, int],
     boxes: np.ndarray,
     frame_size: tuple[int, int],
     roi_size: int = 2,
     context_scale: float = 3.0,
 ) -> torch.Tensor:
-    """Tokens `(T'*H'*W', D)` of one clip and boxes `(B, 4)` in pixels of a `(width, height)` frame -> `(B, 4D)`.
+    """A clip's last-frame and time-mean maps `(2*H'*W', D)` and boxes `(B, 4)` in pixels of a `(width, height)`
+    frame -> `(B, 4D)`.
 
     Per box: [last-frame ROI | time-mean ROI | last-frame ROI of the box enlarged `context_scale` times | clip mean].
     """
-    t, h, w = grid
-    x = torch.from_numpy(np.asarray(tokens, dtype=np.float32)).view(t, h, w, -1)  # (T', H', W', D)
-    maps = torch.stack([x[-1], x.mean(0)]).permute(0, 3, 1, 2).contiguous()  # (2, D, H', W')
+    h, w = grid
+    x = torch.from_numpy(np.asarray(maps, dtype=np.float32)).view(2, h, w, -1)  # (last | mean, H', W', D)
+    mean_map = x[1]
+    maps = x.permute(0, 3, 1, 2).contiguous()  # (2, D, H', W')
     width, height = frame_size
     b = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).view(-1, 4)
     b = b * torch.tensor([w / width, h / height, w / width, h / height])  # pixels -> token-grid units
@@ -53,7 +56,7 @@ def box_features(
 
     pooled = roi_align(maps, rois, output_size=roi_size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
     pooled = pooled.mean(dim=(2, 3))  # (3B, D)
-    context = x.mean(dim=(0, 1, 2)).expand(n, -1)
+    context = mean_map.mean(dim=(0, 1)).expand(n, -1)  # the clip mean: the time mean averaged over space
     return torch.cat([pooled[:n], pooled[n : 2 * n], pooled[2 * n :], context], 1)
 
 

@@ -19,7 +19,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from toto_eval.common.errors import ConfigError, DataError, data_error
 from toto_eval.harness.backbone import Backbone
 from toto_eval.harness.cache import Features
 from toto_eval.harness.display import Display, Metric
+from toto_eval.harness.plan import Extraction
 from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext, Task, TaskOutput, unreadable_counts
 
@@ -113,6 +114,23 @@ class Ego4DSTA(Task):
     tags = ("video", "detection", "anticipation")
     main_metric = "overall"
     Config = Config
+    paper_sizes: ClassVar[dict[str, int]] = {"train": 27_801, "eval": 17_217}  # Ego4D v1 STA train / val clips
+
+    def extraction(self, backbone: Backbone, ctx: RunContext, counts: str = "data") -> list[Extraction]:
+        """One clip ending at each query frame, the chosen layer's tokens kept for the box heads."""
+        cfg, pre = self.config, backbone.preprocess
+
+        def count() -> dict[str, int]:
+            root = ctx.dataset_root("ego4d", make_mini, MINI_VERSION)
+            splits = {"train": cfg.train_split, "eval": cfg.eval_split}
+            return {s: len(ctx.limited(self._split(root, name, True).annotations)) for s, name in splits.items()}
+
+        n = self.sizes(counts, count)
+        layers = 1 if ctx.layers is None else len(ctx.probe_layers(backbone))
+        shape = (cfg.frames or pre.frames, pre.resolution, pre.resolution)
+        t = backbone.token_grid(*shape)[0]
+        return [Extraction(s, n[s], 1, shape, layers, layers, token_share=2 / t) for s in ("train", "eval")]
+
     display = Display(
         "Ego4D short-term anticipation, top-5 mAP (Table 9)",
         (
@@ -188,7 +206,7 @@ class Ego4DSTA(Task):
             s: STAClips(sp, reader, backbone.preprocess, frames, stride)
             for s, sp in (("train", train), ("eval", evals))
         }
-        feats = {s: ctx.features(backbone, src, layers=layers, tokens=True) for s, src in sources.items()}
+        feats = {s: self._features(backbone, ctx, src, layers) for s, src in sources.items()}
         for s, f in feats.items():
             unreadable_counts(s, f, cfg.max_skipped)
         train, evals = _restrict(train, feats["train"].ids), _restrict(evals, feats["eval"].ids)
@@ -210,6 +228,10 @@ class Ego4DSTA(Task):
             if best is None or chosen["holdout_loss"] < best[0]["holdout_loss"]:
                 best = ({"layer": layer, **chosen}, metrics, results, head)
         return rows, best
+
+    def _features(self, backbone: Backbone, ctx: RunContext, source: STAClips, layers: list[int]) -> Features:
+        """The chosen layers' tokens reduced to what the box heads read: the last frame and the time mean."""
+        return ctx.features(backbone, source, layers=layers, tokens=True, token_reduction="last_and_mean")
 
     def _split(self, root: Path, split: str, annotated: bool) -> STASplit:
         path = root / self.config.annotations_dir / f"fho_sta_{split}.json"
@@ -243,7 +265,7 @@ class Ego4DSTA(Task):
         test = self._split(run.root, "test_unannotated", False)
         src = run.sources["train"]
         source = STAClips(test, run.reader, backbone.preprocess, src.frames, src.stride)
-        feats = ctx.features(backbone, source, layers=run.layers, tokens=True)
+        feats = self._features(backbone, ctx, source, run.layers)
         test = _restrict(test, feats.ids)
         results = _predict(test, feats, layer, head, self._test_boxes(run.root, test), self.config, ctx.device)
         return str(self._write(ctx, backbone, results, "test_unannotated"))
@@ -314,5 +336,5 @@ def _predict(
 def _box_features(
     feats: Features, row: int, layer: int, boxes: np.ndarray, meta: VideoMeta, cfg: Config
 ) -> torch.Tensor:
-    tokens = feats.tokens[layer][row, 0]  # (T'*H'*W', D) of the clip's only view
-    return box_features(tokens, feats.grid, boxes, (meta.width, meta.height), cfg.roi_size, cfg.context_scale)
+    maps = feats.tokens[layer][row, 0]  # (2*H'*W', D): the clip's last frame, then its time mean
+    return box_features(maps, feats.grid[1:], boxes, (meta.width, meta.height), cfg.roi_size, cfg.context_scale)

@@ -85,7 +85,7 @@ class ImageFolderSource:
         except (OSError, UnidentifiedImageError, SyntaxError) as err:
             raise data_error(path, f"cannot decode image ({err})") from None
         frame = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)  # (C, H, W) uint8
-        return self.preprocess.normalize(frame)[None, None]  # (V=1, T=1, C, H, W)
+        return frame[None, None]  # (V=1, T=1, C, H, W) uint8: the cache normalises on the device
 
 
 def _resize_center_crop(img: Image.Image, size: int, ratio: float) -> Image.Image:

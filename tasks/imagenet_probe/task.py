@@ -9,6 +9,7 @@ same code runs with the same defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from toto_eval.harness.backbone import Backbone
 from toto_eval.harness.display import TOP1_TOP5, Display
@@ -40,6 +41,12 @@ class ImageNetProbe(ProbeTask):
     display = Display(
         "ImageNet probe (Table 7)", TOP1_TOP5, table=7, layer_score="test_top1", layer_select="holdout_top1"
     )
+
+    paper_sizes: ClassVar[dict[str, int]] = {"train": 1_281_167, "val": 50_000}
+
+    def layout(self, backbone: Backbone) -> dict[str, tuple[int, tuple[int, int, int]]]:
+        r = backbone.preprocess.resolution
+        return {"train": (1, (1, r, r)), "val": (1, (1, r, r))}
 
     def splits(self, backbone: Backbone, ctx: RunContext) -> ProbeSplits:
         root = ctx.dataset_root("imagenet", make_mini, MINI_VERSION)

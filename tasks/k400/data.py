@@ -194,6 +194,7 @@ class KineticsSource:
         self.sampling, self.preprocess = sampling, preprocess
         self.labels = split.labels
         self.ids = [_sample_id(root, p) for p in split.paths]
+        self.views = sampling.segments * sampling.crops
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -224,8 +225,7 @@ class KineticsSource:
                 idx = segment_clip_indices(n, s.frames, s.stride, s.segments)  # (N, T)
             frames = video.read(idx.ravel())  # (N*T, 3, H, W) uint8
         clips = frames.view(*idx.shape, *frames.shape[1:])  # (N, T, 3, H, W)
-        views = make_views(clips, s.resolution, s.crops, s.short_side or None)  # (N*M, T, 3, S, S)
-        return self.preprocess.normalize(views)
+        return make_views(clips, s.resolution, s.crops, s.short_side or None)  # (N*M, T, 3, S, S) uint8
 
 
 def _sample_id(root: Path, path: Path) -> str:

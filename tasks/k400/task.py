@@ -54,7 +54,7 @@ class Config:
     test_crops: int = 3
     train_annotations: str = ""  # relative to the dataset root; "" looks for annotations/train.csv, train.csv
     val_annotations: str = ""
-    probe: ProbeConfig = ProbeConfig(weight_decay=1e-2)  # V-JEPA's video probes decay 1e-2
+    probe: ProbeConfig = ProbeConfig(weight_decays=(1e-2,))  # V-JEPA's video probes decay 1e-2
     max_skipped: float = 0.05  # fail when more than this fraction of a split is missing or unreadable
 
 
@@ -70,6 +70,14 @@ class K400Probe(ProbeTask):
     )
     # 16x4 -> 8x8 (half the tokens, the same span), 2 segments x 1 crop at test
     mini: ClassVar[dict[str, Any]] = {"max_frames": 8, "test_segments": 2, "test_crops": 1}
+
+    paper_sizes: ClassVar[dict[str, int]] = {"train": 240_000, "val": 20_000}  # about: mirrors lack some clips
+
+    def layout(self, backbone: Backbone) -> dict[str, tuple[int, tuple[int, int, int]]]:
+        return {
+            s: (p.segments * p.crops, (p.frames, p.resolution, p.resolution))
+            for s, p in self.protocol(backbone, 0).items()
+        }
 
     def splits(self, backbone: Backbone, ctx: RunContext) -> ProbeSplits:
         root = ctx.dataset_root("kinetics400", make_mini, MINI_VERSION)

@@ -23,14 +23,15 @@ from .demos import Demo
 FP16_MAX = 65504.0
 
 
-def prepare(images: np.ndarray, pre: Preprocess) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 1, 3, R, R) float in the backbone's normalisation, R = pre.resolution."""
+def prepare(images: np.ndarray, pre: Preprocess, normalize: bool = True) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 1, 3, R, R) float in the backbone's normalisation (or, with `normalize=False`,
+    in [0, 255] on the uint8 grid, as the feature cache takes frames), R = pre.resolution."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()  # (N, 3, H, W)
     r = pre.resolution
     if x.shape[-2:] != (r, r):
         x = F.interpolate(x, size=(r, r), mode="bilinear", antialias=True, align_corners=False)
         x = x.round().clamp(0, 255)  # back on the uint8 grid, as a decoded frame would be
-    return pre.normalize(x)[:, None]
+    return (pre.normalize(x) if normalize else x)[:, None]
 
 
 class DemoFrames:
@@ -56,7 +57,7 @@ class DemoFrames:
         return len(self.ids)
 
     def load(self, i: int) -> torch.Tensor:
-        return prepare(self.frames[i : i + 1], self.pre)[0][None]  # (V=1, T=1, C, H, W)
+        return prepare(self.frames[i : i + 1], self.pre, normalize=False)[0][None]  # (V=1, T=1, C, H, W)
 
 
 class LiveEncoder:

@@ -25,6 +25,7 @@ import numpy as np
 from toto_eval.common.errors import ConfigError, DataError
 from toto_eval.harness.backbone import Backbone
 from toto_eval.harness.display import Display, Metric
+from toto_eval.harness.plan import Extraction
 from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext, Task, TaskOutput
 
@@ -73,6 +74,16 @@ class Robot(Task):
     main_metric = "success"
     Config = Config
     mini: ClassVar[dict[str, Any]] = MINI
+
+    def extraction(self, backbone: Backbone, ctx: RunContext, counts: str = "data") -> list[Extraction]:
+        """Demo frames (cached, pooled, one layer; at most `max_steps` per demo) and the rollouts' live frames."""
+        cfg = effective_config(self.config, ctx)
+        shape = (1, backbone.preprocess.resolution, backbone.preprocess.resolution)
+        demos = len(cfg.tasks) * max(*cfg.demo_curve, cfg.demos) * cfg.max_steps
+        policies = len(set(cfg.demo_curve) | {cfg.demos}) * cfg.bc_seeds
+        live = len(cfg.tasks) * cfg.episodes * cfg.max_steps * policies
+        return [Extraction("demos", demos, 1, shape, 1, 0), Extraction("rollouts", live, 1, shape, 0, 0)]
+
     display = Display(
         "Robot behaviour cloning, success rate (Table 11 / Figure 6)",
         (Metric("success", "success (mean)"), Metric("real_cube_pick_success", "real cube pick")),
