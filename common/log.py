@@ -9,6 +9,7 @@ never breaks a progress bar. Python callers that configure nothing see warnings 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterable
 from typing import Any, TypeVar
@@ -31,6 +32,8 @@ class _TqdmHandler(logging.StreamHandler):
 def setup_logging(verbosity: int = 0, prog: str = "toto-eval") -> None:
     """Configure the `toto_eval` loggers for a command line: 0 = INFO, >0 = DEBUG, <0 = WARNING."""
     level = logging.INFO if verbosity == 0 else logging.DEBUG if verbosity > 0 else logging.WARNING
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 narrates; the others warn
+        level = max(level, logging.WARNING)
     handler = _TqdmHandler()
     handler.setFormatter(
         logging.Formatter(f"[{prog}] %(message)s" if verbosity <= 0 else "%(levelname)s %(name)s: %(message)s")

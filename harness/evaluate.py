@@ -120,13 +120,33 @@ def evaluate(backbone: Backbone, tasks: str | list[str], options: RunOptions = R
             continue
         task_cls = TASKS.get(name)
         config, applied = task_config(task_cls, ctx.mini and options.mini_overrides, options.task_config.get(name))
-        result = run_task(task_cls(config), backbone, ctx, facts, applied)
+        result = _run_on_ranks(task_cls(config), backbone, ctx, facts, applied)
         result.run = _run_record(options)
         if options.results_dir is not None and ctx.dist.main:
             path = write_result(result, options.results_dir)
             log.info("%s %s: %s = %s -> %s", name, result.status, result.main_metric, result.main_score, path)
         results.append(result)
     return results
+
+
+def _run_on_ranks(task: Task, backbone: Backbone, ctx: RunContext, facts: dict, applied: dict) -> TaskResult:
+    """Run a task in a torchrun run: on every rank (rank 0 keeps the artefacts and the result), or, for a task
+    that cannot be split, on rank 0 alone while the others wait."""
+    if not ctx.dist.active:
+        return run_task(task, backbone, ctx, facts, applied)
+    if task.distributed:
+        if not ctx.dist.main:  # the same work, but artefacts (predictions) go to a private scratch folder
+            scratch = ctx.cache.root.parent / "scratch" / f"rank{ctx.dist.rank}"
+            ctx = dataclasses.replace(ctx, results_dir=scratch, progress=False)
+        result = run_task(task, backbone, ctx, facts, applied)
+    elif ctx.dist.main:
+        alone = distributed.Dist(device=ctx.device)
+        solo = dataclasses.replace(ctx, dist=alone, cache=FeatureCache(ctx.cache.root, dist=alone))
+        result = run_task(task, backbone, solo, facts, applied)
+    else:
+        result = dataclasses.replace(_result_base(task, backbone, ctx, facts, applied), status="skipped")
+    ctx.dist.barrier()
+    return result
 
 
 def checkpoint_label(backbone: Backbone) -> str:
@@ -165,6 +185,7 @@ def run_task(
         selected=out.selected,
         data=out.data,
         extra=out.extra,
+        intervals=out.intervals,
         wall_seconds=time.perf_counter() - start,
         provenance={**base.provenance, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     )
@@ -182,7 +203,7 @@ def _context(options: RunOptions) -> RunContext:
         layers=options.layers,
         limit=options.limit,
         batch_size=options.batch_size,
-        progress=options.progress,
+        progress=options.progress and dist.main,
         num_workers=options.num_workers,
         results_dir=options.results_dir,
     )

@@ -312,7 +312,8 @@ def _save_result(state_dir: Path, result: GridResult, heads: nn.ModuleDict) -> N
     arrays = {"test_probs": result.test_probs, **{f"layer_{k}": v for k, v in result.layer_probs.items()}}
     np.savez(buffer, **arrays)
     atomic_write_bytes(state_dir / "grid.npz", buffer.getvalue())
-    record = {"format": GRID_FORMAT, "heads": result.heads, "selected": result.selected, "per_layer": result.per_layer}
+    chosen = [next(i for i, h in enumerate(result.heads) if h is row) for row in result.per_layer]
+    record = {"format": GRID_FORMAT, "heads": result.heads, "per_layer": chosen, "selected": result.selected}
     atomic_write_text(state_dir / "grid.json", json.dumps(record))  # last: marks the grid finished
     (state_dir / "epoch.pt").unlink(missing_ok=True)
 
@@ -322,4 +323,5 @@ def _load_result(state_dir: Path) -> GridResult:
     with np.load(state_dir / "grid.npz", allow_pickle=False) as arrays:
         layer_probs = {int(k.split("_")[1]): arrays[k] for k in arrays.files if k.startswith("layer_")}
         test_probs = arrays["test_probs"]
-    return GridResult(record["heads"], record["selected"], record["per_layer"], test_probs, layer_probs)
+    heads = record["heads"]  # per-layer rows are the same dicts as their heads' rows, as when trained
+    return GridResult(heads, record["selected"], [heads[i] for i in record["per_layer"]], test_probs, layer_probs)

@@ -16,10 +16,11 @@ from typing import Any
 
 from .backbone import Backbone
 from .cache import ClipSource, Features
+from .intervals import bootstrap_mean, hits_interval
 from .online import OnlineFeed
 from .plan import Extraction
 from .probe_grid import GRID_FORMAT, CachedFeed, Feed, GridResult, fit_probe_grid
-from .probes import ProbeConfig
+from .probes import ProbeConfig, topk_hits
 from .task import RunContext, Task, TaskOutput, unreadable_counts
 
 SPLITS = ("train", "val")  # probe-task splits: fit (and select on a held-out part), then report
@@ -81,6 +82,14 @@ class ProbeTask(Task):
             metrics["default_layer_top1"] = default["test_top1"]
         return metrics, {"per_layer_top1": {r["layer"]: r["test_top1"] for r in grid.per_layer}}
 
+    def intervals(self, grid: GridResult, val: Features) -> dict[str, dict]:
+        """Bootstrap intervals of the selected head's top-1 and top-5 over the val samples; per-layer rows get
+        `test_top1_ci` (drawn as bands on the depth curves)."""
+        labels = val.labels
+        for row in grid.per_layer:
+            row["test_top1_ci"] = hits_interval(topk_hits(grid.layer_probs[row["layer"]], labels, 1))
+        return {f"top{k}": bootstrap_mean(topk_hits(grid.test_probs, labels, k)) for k in (1, 5)}
+
     def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
         probe: ProbeConfig = self.config.probe
         splits = self.splits(backbone, ctx)
@@ -108,7 +117,9 @@ class ProbeTask(Task):
             state_dir=state,
         )
         metrics, extra = self.score(grid, feats["val"], backbone)
+        intervals = self.intervals(grid, feats["val"])
         return TaskOutput(
+            intervals=intervals,
             metrics=metrics,
             per_layer=grid.heads,
             selected=grid.selected,

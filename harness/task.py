@@ -254,6 +254,7 @@ class TaskOutput:
     selected: dict[str, Any] | None = None  # the selected head (layer, probe, lr, ...)
     data: dict[str, Any] = field(default_factory=dict)  # dataset fingerprint, counts, skipped files
     extra: dict[str, Any] = field(default_factory=dict)  # task-specific: cache stats, timings, curves
+    intervals: dict[str, dict] = field(default_factory=dict)  # metric -> 95% interval (harness/intervals.py)
 
 
 class Task(ABC):
@@ -268,6 +269,7 @@ class Task(ABC):
     display: ClassVar[Display | None] = None  # how results are shown; None: a generic table of every metric
     mini: ClassVar[dict[str, Any]] = {}  # config values the mini suite changes (dotted keys), recorded in results
     has_probe_mode: ClassVar[bool] = False  # whether the task can train its probes online (the planner's choice)
+    distributed: ClassVar[bool] = True  # under torchrun every rank takes part; False: rank 0 runs it alone
     paper_sizes: ClassVar[dict[str, int]] = {}  # samples per split of the real dataset, for `plan --sizes paper`
 
     def __init__(self, config: Any = None) -> None:

@@ -178,6 +178,7 @@ def test_task_end_to_end_on_pixels(tiny_set, tmp_path):
     m = out.metrics
     assert {"top1", "top5", "l1", "n_visible", "n_hidden"} <= set(m) and 0 <= m["top1"] <= m["top5"] <= 1
     assert m["n_visible"] + m["n_hidden"] == out.data["val"]["evaluated"] == 2
+    assert set(out.intervals) == {"top1", "top5", "l1"} and out.intervals["l1"]["low"] <= m["l1"]
     assert out.selected["layer"] == 0 and out.data["num_classes"] == 36
     again = Cater(cfg).evaluate(backbone, ctx)  # warm: read back from the cache, same numbers
     assert again.metrics == m and again.extra["cache"]["train"]["cached"] == out.data["train"]["evaluated"]

@@ -153,6 +153,8 @@ def test_davis_task_on_mini_end_to_end(tmp_path):
     (first,) = evaluate(backbone, "davis", options)
     assert first.status == "ok", first.error
     m = first.metrics
+    ci = first.intervals["J&F-Mean"]
+    assert ci["low"] <= m["J&F-Mean"] <= ci["high"] and ci["n"] > 0
     assert set(m) == {"J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"}
     assert 0.0 < m["J-Mean"] < 1.0 and m["J&F-Mean"] == (m["J-Mean"] + m["F-Mean"]) / 2
     assert first.extra["settings"]["resolution"] == "backbone" and first.extra["settings"]["side"] == 64

@@ -106,6 +106,7 @@ def test_oracle_boxes_give_perfect_noun_map(ctx, backbone):
     assert out.extra["variant"]["boxes"] == "oracle" and out.extra["comparable_to_table9"] is False
     assert "not comparable to Toto Table 9" in out.extra["note"]
     assert out.selected["layer"] == 0 and out.data["eval"]["n"] == 12 and out.data["train"]["n"] == 18
+    assert out.intervals["overall"]["low"] <= out.metrics["overall"] <= out.intervals["overall"]["high"]
 
 
 def test_detections_keep_the_detector_ranking_and_the_file_scores_the_same(ctx, backbone, tmp_path, capsys):

@@ -68,6 +68,10 @@ def test_mini_run_then_cached_rerun(tmp_path, mini_cache):
     assert first["status"] == "ok" and first["flags"] == {"limited": False, "random_init": True, "mini": True}
     assert {r["layer"] for r in first["per_layer"]} == {0, 3} and len(first["per_layer"]) == 8
     assert first["main_score"] == first["metrics"]["top1"] > 0.1  # above chance (10 classes)
+    ci = first["intervals"]["top1"]
+    assert ci["low"] <= first["main_score"] <= ci["high"] and ci["method"] == "bootstrap" and ci["n"] == 363
+    assert all(row["test_top1_ci"][0] <= row["test_top1"] <= row["test_top1_ci"][1]
+               for row in first["per_layer"] if "test_top1_ci" in row)  # fmt: skip
     for key in ("task_version", "fingerprint", "provenance", "config", "data", "seed", "wall_seconds"):
         assert first[key] not in (None, "", {})
     assert _run(tmp_path, mini_cache) == 0

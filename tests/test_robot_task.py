@@ -59,6 +59,8 @@ def test_robot_task_end_to_end(tmp_path, backbone):
     assert 0.0 <= task["bc"][0]["ci95"][0] <= task["success"] <= task["bc"][0]["ci95"][1] <= 1.0
     assert {r["policy"] for r in result.per_layer} == {"backbone", "proprio"}
     assert result.metrics["success"] == task["success"]
+    ci = result.intervals["success"]
+    assert ci["method"] == "wilson" and ci["n"] == 2 and ci["low"] <= result.main_score <= ci["high"]
     assert 0.0 < task["timing"]["render_share"] < 1.0 and task["timing"]["backbone_share"] > 0.0
     assert result.extra["isaacgym"]["available"] is False
     # A second run reads the demos and the demo features back instead of recomputing them.

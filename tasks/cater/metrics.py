@@ -14,13 +14,18 @@ import numpy as np
 from toto_eval.harness.probes import topk_accuracy
 
 
-def l1_distance(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Mean |dx| + |dy| between the predicted and the true cell; probs (N, C), C a square number."""
+def l1_per_sample(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """|dx| + |dy| between each predicted and true cell; probs (N, C), C a square number -> (N,)."""
     side = math.isqrt(probs.shape[1])
     if side * side != probs.shape[1]:
         raise ValueError(f"L1 needs a square grid, got {probs.shape[1]} classes")
     pred = probs.argmax(1)
-    return float(np.mean(np.abs(pred % side - labels % side) + np.abs(pred // side - labels // side)))
+    return np.abs(pred % side - labels % side) + np.abs(pred // side - labels // side)
+
+
+def l1_distance(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean |dx| + |dy| between the predicted and the true cell; probs (N, C), C a square number."""
+    return float(np.mean(l1_per_sample(probs, labels)))
 
 
 def topk(probs: np.ndarray, labels: np.ndarray, k: int) -> float:

@@ -21,6 +21,7 @@ from toto_eval.common.errors import ConfigError
 from toto_eval.harness.backbone import Backbone
 from toto_eval.harness.cache import Features
 from toto_eval.harness.display import Display, Metric
+from toto_eval.harness.intervals import bootstrap_mean
 from toto_eval.harness.probe_grid import GridResult
 from toto_eval.harness.probe_task import ProbeSplits, ProbeTask
 from toto_eval.harness.probes import ProbeConfig
@@ -28,7 +29,7 @@ from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext
 
 from .data import CaterClips, read_list, variant_dir
-from .metrics import by_final_state, localization_metrics
+from .metrics import by_final_state, l1_per_sample, localization_metrics
 from .mini import VERSION as MINI_VERSION
 from .mini import make_mini, mini_dirname
 
@@ -87,6 +88,12 @@ class Cater(ProbeTask):
         root = _root(ctx, cfg.variant)
         sources = {split: _source(root, split, cfg, backbone) for split in ("train", "val")}
         return ProbeSplits(sources, NUM_CLASSES[cfg.list_task], data={"root": str(root)})
+
+    def intervals(self, grid: GridResult, val: Features) -> dict[str, dict]:
+        """The probe tasks' top-1/top-5 intervals, and the bootstrap interval of the mean L1 distance."""
+        out = super().intervals(grid, val)
+        out["l1"] = bootstrap_mean(l1_per_sample(grid.test_probs, val.labels))
+        return out
 
     def score(self, grid: GridResult, val: Features, backbone: Backbone) -> tuple[dict[str, float], dict[str, Any]]:
         """Top-1, top-5 and L1 grid distance, each also for videos whose snitch is visible / hidden at the end."""

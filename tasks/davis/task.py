@@ -27,12 +27,13 @@ from toto_eval.common.errors import ConfigError, DataError, data_error
 from toto_eval.common.log import progress
 from toto_eval.harness.backbone import Backbone, Preprocess
 from toto_eval.harness.display import Display, Metric
+from toto_eval.harness.intervals import bootstrap
 from toto_eval.harness.plan import Extraction
 from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext, Task, TaskOutput
 
 from .data import Sequence, load_sequence, read_frame, read_labels, read_sequence_list, write_labels
-from .metrics import VOID
+from .metrics import VOID, global_table
 from .mini import VERSION as MINI_VERSION
 from .mini import make_mini
 from .propagation import (
@@ -138,16 +139,20 @@ class Davis(Task):
         sequences = [_first_annotation(load_sequence(root, name)) for name in names]
         for sequence, gt0 in progress(sequences, enabled=ctx.progress, desc="davis sequences", unit="video"):
             _run_sequence(backbone, ctx, sequence, gt0, layers, (side, mode), prop, out_root, timing)
-        rows = []
+        rows, objects = [], {}
         for layer in layers:
             folder = out_root / f"layer{layer:02d}"
             scores = score_folder(root, folder, cfg.split, names)
             write_csvs(scores, folder)
-            rows.append({"layer": layer, **scores.global_row(), "predictions": str(folder)})
+            objects[layer] = scores.objects
+            ci = _interval(scores.objects, "J&F-Mean")
+            rows.append({"layer": layer, **scores.global_row(), "J&F-Mean_ci": [ci["low"], ci["high"]],
+                         "predictions": str(folder)})  # fmt: skip
         reported = next((r for r in rows if r["layer"] == backbone.default_layer), rows[0])
-        metrics = {k: v for k, v in reported.items() if k not in ("layer", "predictions")}
+        metrics = {k: v for k, v in reported.items() if k not in ("layer", "predictions", "J&F-Mean_ci")}
         return TaskOutput(
             metrics=metrics,
+            intervals={k: _interval(objects[reported["layer"]], k) for k in ("J&F-Mean", "J-Mean", "F-Mean")},
             per_layer=rows,
             selected={"layer": reported["layer"], "propagation": cfg.propagation, "resolution": cfg.resolution},
             data={"root": str(root), "split": cfg.split, "sequences": names, "identity": _identity(root, names)},
@@ -158,6 +163,11 @@ class Davis(Task):
                 "predictions": str(out_root),
             },
         )
+
+
+def _interval(objects: list, key: str) -> dict:
+    """Bootstrap over the scored objects (the official means are over objects, not sequences)."""
+    return bootstrap(len(objects), lambda idx: global_table([objects[i] for i in idx])[key])
 
 
 def _first_annotation(sequence: Sequence) -> tuple[Sequence, np.ndarray]:

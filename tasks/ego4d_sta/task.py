@@ -28,6 +28,7 @@ from toto_eval.common.errors import ConfigError, DataError, data_error
 from toto_eval.harness.backbone import Backbone
 from toto_eval.harness.cache import Features
 from toto_eval.harness.display import Display, Metric
+from toto_eval.harness.intervals import bootstrap
 from toto_eval.harness.plan import Extraction
 from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext, Task, TaskOutput, unreadable_counts
@@ -89,6 +90,7 @@ class Config:
     score_threshold: float = 0.0  # the baseline's DETECTION_SCORE_THRESH
     box_check: Literal["error", "clip", "keep"] = "keep"  # an out-of-frame box: kept, as the official scorer keeps it
     official_quirks: bool = True  # the reference's handling of examples with no predictions
+    interval_resamples: int = 200  # bootstrap resamples of the eval examples for the 95% intervals (0: none)
     max_skipped: float = 0.05  # fail when more than this fraction of clips cannot be read
     predictions_path: str = ""  # the challenge JSON; "" = <results-dir>/predictions/ego4d_sta/<backbone-variant-config>
 
@@ -152,11 +154,14 @@ class Ego4DSTA(Task):
         run = self._prepare(backbone, ctx)
         t_feat = time.perf_counter() - t0
         rows, (selected, metrics, results, head) = self._fit_layers(run, ctx)
+        predicted = {u: Boxes.from_dicts(p, True) for u, p in results.items()}
+        intervals = {k: self._interval(run.evals, predicted, k) for k in ("overall", "noun", "noun_verb", "noun_ttc")}
         extra = {"predictions": str(self._write(ctx, backbone, results, cfg.eval_split))}
         if cfg.predict_test:
             extra["test_predictions"] = self._predict_test(run, backbone, ctx, selected["layer"], head)
         frames, stride = run.sources["train"].frames, run.sources["train"].stride
         return TaskOutput(
+            intervals=intervals,
             metrics={k: metrics[k] for k in ("overall", "noun", "noun_verb", "noun_ttc", "num_empty_predictions")},
             per_layer=rows,
             selected=selected,
@@ -222,12 +227,24 @@ class Ego4DSTA(Task):
             trainset = _train_boxes(run.train, run.feats["train"], layer, cfg)
             head, heads = fit_heads(trainset, len(run.train.verbs), head_cfg, ctx.device)
             results = _predict(run.evals, run.feats["eval"], layer, head, run.test_boxes, cfg, ctx.device)
-            metrics = score(run.evals, {u: Boxes.from_dicts(p, True) for u, p in results.items()}, cfg.official_quirks)
+            boxes = {u: Boxes.from_dicts(p, True) for u, p in results.items()}
+            metrics = score(run.evals, boxes, cfg.official_quirks)
+            ci = self._interval(run.evals, boxes, "overall")
             chosen = min(heads, key=lambda r: r["holdout_loss"])
-            rows += [{"layer": layer, **h, **(metrics if h is chosen else {})} for h in heads]
+            scored = {**metrics, "overall_ci": [ci["low"], ci["high"]]}
+            rows += [{"layer": layer, **h, **(scored if h is chosen else {})} for h in heads]
             if best is None or chosen["holdout_loss"] < best[0]["holdout_loss"]:
                 best = ({"layer": layer, **chosen}, metrics, results, head)
         return rows, best
+
+    def _interval(self, split: STASplit, boxes: dict[str, Boxes], key: str) -> dict:
+        """Bootstrap over the eval examples: the mAP recomputed on resampled annotation sets."""
+        anns, quirks = split.annotations, self.config.official_quirks
+
+        def statistic(idx: np.ndarray) -> float:
+            return score(dataclasses.replace(split, annotations=[anns[i] for i in idx]), boxes, quirks)[key]
+
+        return bootstrap(len(anns), statistic, resamples=self.config.interval_resamples)
 
     def _features(self, backbone: Backbone, ctx: RunContext, source: STAClips, layers: list[int]) -> Features:
         """The chosen layers' tokens reduced to what the box heads read: the last frame and the time mean."""

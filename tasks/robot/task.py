@@ -25,6 +25,7 @@ import numpy as np
 from toto_eval.common.errors import ConfigError, DataError
 from toto_eval.harness.backbone import Backbone
 from toto_eval.harness.display import Display, Metric
+from toto_eval.harness.intervals import wilson
 from toto_eval.harness.plan import Extraction
 from toto_eval.harness.registry import TASKS
 from toto_eval.harness.task import RunContext, Task, TaskOutput
@@ -74,6 +75,7 @@ class Robot(Task):
     main_metric = "success"
     Config = Config
     mini: ClassVar[dict[str, Any]] = MINI
+    distributed = False  # rollouts run in one simulator process: under torchrun rank 0 runs the task alone
 
     def extraction(self, backbone: Backbone, ctx: RunContext, counts: str = "data") -> list[Extraction]:
         """Demo frames (cached, pooled, one layer; at most `max_steps` per demo) and the rollouts' live frames."""
@@ -104,8 +106,11 @@ class Robot(Task):
             metrics[f"{t}_expert"] = res["expert"]["success"]
             if res["proprio"] is not None:
                 metrics[f"{t}_proprio"] = res["proprio"]["success"]
+        successes = sum(s["successes"] for res in per_task.values() for s in res["bc"])
+        episodes = sum(s["episodes"] for res in per_task.values() for s in res["bc"])
         return TaskOutput(
             metrics=metrics,
+            intervals={"success": wilson(successes, episodes)},  # pooled over tasks (equal episodes per task)
             per_layer=rows,
             selected={"layer": layer, "policy": "mvp_bc", "demos": cfg.demos},
             data={t: res["data"] for t, res in per_task.items()},
