@@ -113,12 +113,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
 
     def run(a: argparse.Namespace) -> None:
-        from .checkpoint import load_checkpoint, read_config, save_checkpoint
+        from . import checkpoint
 
-        _, extra = read_config(a.checkpoint)
-        model = load_checkpoint(a.checkpoint).to(getattr(torch, a.dtype))
+        _, _, extra = checkpoint.read_config(a.checkpoint)
+        model = checkpoint.load(a.checkpoint).to(getattr(torch, a.dtype))
         extra = {k: v for k, v in extra.items() if k != "keep"}
-        print(save_checkpoint(a.out, model, extra={**extra, "dtype": a.dtype}))
+        print(checkpoint.save(a.out, model, extra={**extra, "dtype": a.dtype}))
 
     p.set_defaults(run=run)
 

@@ -9,7 +9,7 @@ regressed (MSE on per-patch normalised pixels); the end token is left out there 
 it cannot change any other position and it has no patch to predict.
 
 Exact resume: a checkpoint (every `ckpt_every` steps, directory renamed into place, then `latest` updated) holds
-the weights (safetensors + JSON config, via `checkpoint.save_checkpoint`), the optimizer state, and the step.
+the weights (safetensors + JSON config, via `checkpoint.save`), the optimizer state, and the step.
 The data order and learning rate are pure functions of the step (`schedule.py`), so a restarted run replays
 exactly the remaining steps: the same loss curve, bit for bit on the same machine. Logs after the checkpoint are
 truncated on resume. A resume whose config differs from the checkpoint's is refused before anything is written.
@@ -40,9 +40,9 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from ..common.errors import CheckpointError, ConfigError
-from .archs import arch_for_config, get_arch, load_state_into, read_config
-from .archs import save as save_checkpoint
-from .model import Toto, TotoConfig
+from . import checkpoint
+from .archs import arch_for_config, get_arch
+from .decoder import Decoder, DecoderConfig
 from .schedule import BatchPlan, DataOrder, lr_at, peak_flops
 from .shards import CODE_OFFSET, END, ShardSet, make_batch, seq_len
 from .tokenizers import IMAGENET_MEAN, IMAGENET_STD, patch_inputs, patch_targets, write_json
@@ -81,7 +81,7 @@ class TrainConfig:
     quiet: bool = False
 
 
-def model_config(cfg: TrainConfig, shards: ShardSet) -> TotoConfig:
+def model_config(cfg: TrainConfig, shards: ShardSet) -> DecoderConfig:
     """The size's architecture, fitted to the shards: patch width or vocabulary, sequence length, RoPE base."""
     sizes = get_arch(cfg.arch).sizes
     if cfg.model not in sizes:
@@ -102,7 +102,7 @@ def model_config(cfg: TrainConfig, shards: ShardSet) -> TotoConfig:
 class SequenceLoss(nn.Module):
     """The whole training forward in one module, so DDP/FSDP wrap embeddings, trunk and heads together."""
 
-    def __init__(self, toto: Toto):
+    def __init__(self, toto: Decoder):
         super().__init__()
         self.toto = toto
 
@@ -141,7 +141,7 @@ def setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def wrap_model(toto: Toto, cfg: TrainConfig, world: int, device: torch.device) -> nn.Module:
+def wrap_model(toto: Decoder, cfg: TrainConfig, world: int, device: torch.device) -> nn.Module:
     """`SequenceLoss(toto)`, replicated (DDP) or sharded block by block (FSDP2) across ranks."""
     model = SequenceLoss(toto)
     if world == 1:
@@ -182,7 +182,7 @@ def latest_checkpoint(out: Path) -> Path | None:
     return ckpt
 
 
-def check_resume(ckpt: Path, cfg: TrainConfig, arch: TotoConfig) -> dict:
+def check_resume(ckpt: Path, cfg: TrainConfig, arch: DecoderConfig) -> dict:
     """The checkpoint's trainer state, after checking it was written by this same run configuration."""
     try:
         state = json.loads((ckpt / "trainer.json").read_text())
@@ -195,14 +195,14 @@ def check_resume(ckpt: Path, cfg: TrainConfig, arch: TotoConfig) -> dict:
                 f"{ckpt}: cannot resume with a different config ({key}: {old.get(key)!r} -> {new.get(key)!r}); "
                 "use the same settings or a new --out"
             )
-    _, stored, _ = read_config(ckpt)
+    _, stored, _ = checkpoint.read_config(ckpt)
     if stored != arch:
         raise CheckpointError(f"{ckpt}: the checkpoint's architecture does not match the shards and model size")
     return state
 
 
 def save_state(
-    out: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer, arch: TotoConfig, extra: dict
+    out: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer, arch: DecoderConfig, extra: dict
 ) -> None:
     """Write checkpoints/step_N (weights, config, optimizer, trainer.json) then point `latest` at it."""
     weights = {k.removeprefix(PREFIX): v for k, v in get_model_state_dict(model, options=FULL).items()}
@@ -214,7 +214,7 @@ def save_state(
         with torch.device("meta"):
             shell = arch_for_config(arch).model(arch)
         shell.load_state_dict(weights, assign=True)
-        save_checkpoint(tmp, shell, extra={**extra, "step": step})
+        checkpoint.save(tmp, shell, extra={**extra, "step": step})
         torch.save(optim, tmp / "optimizer.pt")
         write_json(tmp / "trainer.json", {"step": step, "config": extra["train_config"], "loader": extra["loader"]})
         if final.exists():  # written by a run killed before it updated `latest`: newer than the resume point
@@ -241,13 +241,13 @@ def load_state(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer) -> None
     set_optimizer_state_dict(model, opt, optim, options=StateDictOptions(full_state_dict=True))
 
 
-def init_from(toto: Toto, path: str, shards: ShardSet) -> None:
+def init_from(toto: Decoder, path: str, shards: ShardSet) -> None:
     """Fine-tuning start: weights from another checkpoint (same shapes; RoPE base and length may differ)."""
-    _, _, extra = read_config(path, expect=arch_for_config(toto.config).name)
+    _, _, extra = checkpoint.read_config(path, expect=arch_for_config(toto.config).name)
     theirs, ours = extra.get("tokenizer"), shards.tokenizer
     if theirs is not None and theirs != ours:
         raise CheckpointError(f"{path}: trained with tokeniser {theirs}, but the shards use {ours}")
-    load_state_into(toto, path)
+    checkpoint.load_state_into(toto, path)
 
 
 # --- logs ------------------------------------------------------------------------------------------------------
