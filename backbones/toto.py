@@ -35,8 +35,8 @@ from ..harness.registry import BACKBONES
 from ..pretrain.archs import get_arch
 from ..pretrain.checkpoint import load_state_into, read_config
 from ..pretrain.decoder import Decoder
-from ..pretrain.shards import END, START_IMAGE, START_VIDEO
-from ..pretrain.tokenizers import IMAGENET_MEAN, IMAGENET_STD, patchify
+from ..pretrain.shards import CODE_OFFSET, END, START_IMAGE, START_VIDEO
+from ..pretrain.tokenizers import IMAGENET_MEAN, IMAGENET_STD, DiscreteTokenizer, from_record, patchify, to_uint8
 
 __all__ = ["END", "START_IMAGE", "START_VIDEO", "DecoderBackbone", "DecoderSpec", "create", "register"]
 
@@ -45,26 +45,48 @@ SHIPPED = Path(__file__).resolve().parent.parent / "pretrain" / "weights"
 
 
 class DecoderBackbone(Backbone):
-    """A decoder on patch tokens, in the pre-training layout."""
+    """A decoder on the tokens it was pre-trained on (patch, dVAE or VQ), in the pre-training layout."""
 
-    def __init__(self, name: str, model: Decoder, preprocess: Preprocess, patch_size: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        model: Decoder,
+        preprocess: Preprocess,
+        patch_size: int,
+        tokenizer: DiscreteTokenizer | None = None,
+        code_offset: int = CODE_OFFSET,
+    ) -> None:
         super().__init__()
         config = model.config
         self.name = name
         self.model = model
-        self.patch_size = patch_size
+        self.patch_size = tokenizer.patch_size if tokenizer is not None else patch_size
         self.preprocess = preprocess
         self.num_layers, self.embed_dim, self.num_heads = config.n_layers, config.dim, config.n_heads
+        self.tokenizer = tokenizer  # None: continuous patch tokens; not a submodule, so not in the state dict
+        self.code_offset = code_offset
 
     def config(self) -> dict:
-        return {**super().config(), "model": self.model.config.to_dict(), "patch_size": self.patch_size}
+        out = {**super().config(), "model": self.model.config.to_dict(), "patch_size": self.patch_size}
+        if self.tokenizer is not None:  # the tokeniser's weights change the features: its sha256 names them
+            out["tokenizer"] = {**self.tokenizer.identity(), "code_offset": self.code_offset}
+        return out
+
+    def embed_frames(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """(B, T, C, H, W) -> frame tokens embedded (B, T*h*w, D), raster order per frame, and the grid (T, h, w)."""
+        b, t = x.shape[:2]
+        if self.tokenizer is None:
+            patches = patchify(x, self.patch_size)  # (B, T, h, w, p*p*C)
+            return self.model.embed_patches(patches.flatten(1, 3)), tuple(patches.shape[1:4])
+        pixels = to_uint8(x.flatten(0, 1), self.preprocess.mean, self.preprocess.std)  # (B*T, C, H, W)
+        codes = self.tokenizer.codes(pixels)  # (B*T, h, w), each frame on its own as in pre-training
+        grid = (t, codes.shape[1], codes.shape[2])
+        return self.model.embed_tokens(codes.reshape(b, -1) + self.code_offset), grid  # ids as pre-training's
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """(B, T, C, H, W) -> the full sequence (B, 1 + T*h*w + 1, D) and the grid (T, h, w)."""
         b, t = x.shape[:2]
-        patches = patchify(x, self.patch_size)  # (B, T, h, w, p*p*C)
-        grid = tuple(patches.shape[1:4])
-        tokens = self.model.embed_patches(patches.flatten(1, 3))  # (B, T*h*w, D), raster order per frame
+        tokens, grid = self.embed_frames(x)
         ids = torch.tensor([START_VIDEO if t > 1 else START_IMAGE, END], device=x.device)
         start, end = self.model.embed_tokens(ids).to(tokens.dtype).unbind(0)
         seq = torch.cat([start.expand(b, 1, -1), tokens, end.expand(b, 1, -1)], dim=1)
@@ -90,9 +112,9 @@ class DecoderSpec:
     weights: Literal["seeded", "shipped", "required"] = "required"  # without --checkpoint: see the module doc
 
 
-def _preprocess(resolution: int, frames: int = 16, stride: int = 4, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+def _preprocess(resolution: int, frames=16, stride=4, mean=IMAGENET_MEAN, std=IMAGENET_STD, tokenizer="patch"):
     return Preprocess(
-        resolution=resolution, frames=frames, frame_stride=stride, mean=tuple(mean), std=tuple(std), tokenizer="patch"
+        resolution=resolution, frames=frames, frame_stride=stride, mean=tuple(mean), std=tuple(std), tokenizer=tokenizer
     )
 
 
@@ -123,18 +145,23 @@ def from_checkpoint(spec: DecoderSpec, path: str | Path) -> DecoderBackbone:
             spec.name, directory, config.dim, config.n_layers, spec.arch, spec.size, spec.name,
         )  # fmt: skip
     data = extra.get("data", extra)  # the data recipe records the token layout pre-training used
+    record = extra.get("tokenizer") or {"kind": "patch", "patch_size": int(data.get("patch_size", spec.patch_size))}
+    tokenizer = from_record(record, directory)
     preprocess = _preprocess(
         int(data.get("resolution", spec.resolution)),
         int(data.get("frames", spec.frames)),
         int(data.get("frame_stride", 4)),
         data.get("mean", IMAGENET_MEAN),
         data.get("std", IMAGENET_STD),
+        tokenizer=record["kind"],
     )
     with torch.device("meta"):
         model = arch.model(config)
     load_state_into(model, path)
     model.float()  # evaluation runs in fp32 whatever the stored dtype (`toto-pretrain export --dtype`)
-    backbone = DecoderBackbone(spec.name, model, preprocess, int(data.get("patch_size", spec.patch_size)))
+    discrete = tokenizer if isinstance(tokenizer, DiscreteTokenizer) else None
+    offset = int(record.get("code_offset", CODE_OFFSET))
+    backbone = DecoderBackbone(spec.name, model, preprocess, tokenizer.patch_size, discrete, offset)
     backbone.checkpoint = str(directory)
     return backbone
 

@@ -7,6 +7,7 @@ Models are test-sized or smaller and sequences a few dozen tokens, so the whole 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -207,3 +208,13 @@ def test_tiny_backbones_from_checkpoint(tmp_path) -> None:
         BACKBONES.get("gpt2_tiny")(checkpoint=str(tmp_path / "m"))
     with torch.device("meta"):
         assert BACKBONES.get("gpt2_tiny")(random_init=True).random_init
+
+
+@torch.no_grad()
+def test_only_learned_positions_limit_the_length() -> None:
+    """GPT-2's table is a hard limit whose error names the flag that sizes it; Mamba (and Toto) run past it."""
+    gpt2 = GPT2(dataclasses.replace(SMALL["gpt2"], max_seq_len=8))
+    with pytest.raises(ConfigError, match=r"9 tokens .*learned position table \(max_seq_len=8\).*--max-seq-len 9"):
+        gpt2(torch.zeros(1, 9, 32))
+    mamba = Mamba(dataclasses.replace(SMALL["mamba"], max_seq_len=8))
+    assert mamba(torch.zeros(1, 9, 32)).shape == (1, 9, 32)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def make_shards(root: Path, tokenizer: tokenizers.Tokenizer | None = None) -> Pa
 
 def golden_config(shard_dir: Path, out: Path, **changes) -> train.TrainConfig:
     values = dict(model="test", steps=20, batch_tokens=4 * 65, micro_batch=2, warmup_steps=5, log_every=1)
-    values.update(ckpt_every=5, threads=1, quiet=True)
+    values.update(ckpt_every=5, threads=1)
     values.update(changes)
     return train.TrainConfig(shards=str(shard_dir), out=str(out), **values)
 
@@ -266,6 +267,17 @@ def test_resolution_finetune_starts_from_weights_with_a_new_rope_base(golden_run
     assert (tuned.layers[0].attention.wq.weight - start.layers[0].attention.wq.weight).abs().max() < 0.05
 
 
+def test_positions_cover_the_evaluated_layout_and_max_seq_len_raises_them(patch_shards):
+    """start + 64 patches + end = 66 < the test size's 1024; --max-seq-len asks for more (GPT-2's table); the
+    paper's layout needs 4098 (the end token included, though patch training leaves it out)."""
+    cfg = golden_config(patch_shards, Path("unused"), arch="gpt2")
+    assert train.model_config(cfg, shards.ShardSet(patch_shards)).max_seq_len == 1024
+    cfg = golden_config(patch_shards, Path("unused"), arch="gpt2", max_seq_len=5000)
+    assert train.model_config(cfg, shards.ShardSet(patch_shards)).max_seq_len == 5000
+    paper = SimpleNamespace(grid=(16, 16, 16), continuous=True, token_dim=192)  # 16 frames of 128 px, patch8
+    assert train.model_config(golden_config(patch_shards, Path("unused")), paper).max_seq_len == 4098
+
+
 def test_discrete_tokens_train_with_next_token_cross_entropy(tmp_path):
     cfg_vq = tokenizers.VQConfig(codes=16, code_dim=8, hidden=16, steps=1, batch_size=2)
     mixture = data.Mixture([data.SourceSpec("image", str(write_images(tmp_path / "im", 6)))], 1, 4, 32)
@@ -276,7 +288,25 @@ def test_discrete_tokens_train_with_next_token_cross_entropy(tmp_path):
     losses = train.train(cfg)
     # untrained: close to log(vocabulary) = log(16 + 4 special ids)
     assert len(losses) == 3 and abs(losses[0] - np.log(20)) < 0.5
-    assert load(tmp_path / "run" / "checkpoints" / "step_0000003").config.vocab_size == 20
+    ckpt = tmp_path / "run" / "checkpoints" / "step_0000003"
+    assert load(ckpt).config.vocab_size == 20
+    # the checkpoint records its tokeniser, and the backbone built from it sees exactly the training sequence
+    record = read_config(ckpt)[2]["tokenizer"]
+    sha = tokenizers.file_sha256(tmp_path / "vq" / "vq.safetensors")
+    assert record == {"kind": "vq", "patch_size": 8, "vocab_size": 16, "sha256": sha, "code_offset": 4,
+                      "weights": str((tmp_path / "vq").resolve()), "resolution": 32}  # fmt: skip
+    from toto_eval.harness.evaluate import create_backbone
+
+    backbone = create_backbone("toto_test", checkpoint=ckpt)
+    assert backbone.preprocess.tokenizer == "vq" and backbone.config()["tokenizer"]["sha256"] == sha
+    clip = data.Mixture([data.SourceSpec("image", str(tmp_path / "d" / "images"))], 4, 4, 32, seed=0).sample(0)
+    frames = backbone.preprocess.normalize(torch.from_numpy(clip.frames).permute(0, 3, 1, 2))[None]  # (1, 4, 3, 32, 32)
+    ids = torch.from_numpy(shards.ShardSet(shard_dir).tokens(0).copy()).long().flatten() + shards.CODE_OFFSET
+    ids = torch.cat([torch.tensor([shards.START_VIDEO]), ids, torch.tensor([shards.END])])  # 4 frames: a video
+    with torch.no_grad():
+        seq, grid = backbone.embed(frames)
+        torch.testing.assert_close(seq[0], backbone.model.embed_tokens(ids), rtol=0, atol=0)
+    assert grid == (4, 4, 4)
 
 
 # --- scaling ---------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from toto_eval.backbones.toto import START_IMAGE, START_VIDEO
 from toto_eval.common.errors import CheckpointError
 from toto_eval.harness.evaluate import create_backbone
+from toto_eval.pretrain import tokenizers as tk
 from toto_eval.pretrain.archs import get_arch
 from toto_eval.pretrain.checkpoint import save
 from toto_eval.pretrain.model import Toto
@@ -103,6 +104,51 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path, toto):
 def test_paper_sizes_need_weights_or_random_init():
     with pytest.raises(CheckpointError, match="--random-init"):
         create_backbone("toto_base")
+
+
+def dvae_checkpoint(root: Path, seed: int = 0) -> Path:
+    """A random-weight dVAE (the DALL-E architecture, narrow) and a test-size Toto checkpoint that records it."""
+    torch.manual_seed(seed)
+    save_file(tk.DVAEEncoder(n_hid=8, vocab_size=64).state_dict(), str(root / f"dvae{seed}.safetensors"))
+    tokenizer = tk.load_tokenizer(f"dvae:{root / f'dvae{seed}.safetensors'}")
+    config = dataclasses.replace(get_arch("toto").sizes["test"], vocab_size=4 + 64)
+    extra = {
+        "tokenizer": {**tokenizer.record(32), "code_offset": 4},
+        "data": {"resolution": 32, "frames": 2, "frame_stride": 4, "patch_size": 8},
+    }
+    return save(root / f"ckpt{seed}", Toto(config), extra=extra)
+
+
+@torch.no_grad()
+def test_dvae_checkpoint_evaluates_with_its_tokenizer(tmp_path):
+    ckpt = dvae_checkpoint(tmp_path)
+    bb = create_backbone("toto_base", checkpoint=ckpt).eval()
+    pre = bb.preprocess
+    assert (pre.tokenizer, pre.resolution, pre.frames, bb.patch_size) == ("dvae", 32, 2, 8)
+    pixels = torch.randint(0, 256, (1, 2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    seq, grid = bb.embed(pre.normalize(pixels))
+    codes = torch.from_numpy(bb.tokenizer.encode(pixels[0].permute(0, 2, 3, 1).numpy())).long()  # as shards do
+    ids = torch.cat([torch.tensor([START_VIDEO]), codes.flatten() + 4, torch.tensor([2])])
+    assert grid == (2, 4, 4) and torch.equal(seq[0], bb.model.embed_tokens(ids))
+    assert bb.forward_features(pre.normalize(pixels), [0, -1])[3].shape == (1, 2, 4, 4, 64)
+    # same model weights, another tokeniser: other features, so another fingerprint
+    other = create_backbone("toto_base", checkpoint=dvae_checkpoint(tmp_path, seed=1))
+    assert other.config()["tokenizer"]["sha256"] != bb.config()["tokenizer"]["sha256"]
+    assert other.fingerprint() != bb.fingerprint()
+
+
+def test_missing_or_changed_tokenizer_is_one_line_naming_it(tmp_path):
+    ckpt = dvae_checkpoint(tmp_path)
+    weights = tmp_path / "dvae0.safetensors"
+    torch.manual_seed(5)
+    save_file(tk.DVAEEncoder(n_hid=8, vocab_size=64).state_dict(), str(weights))  # same shapes, other weights
+    with pytest.raises(CheckpointError, match=rf"^{weights}: sha256 \w+\.\.\. differs from the dvae tokeniser") as err:
+        create_backbone("toto_base", checkpoint=ckpt)
+    assert "\n" not in str(err.value)
+    weights.unlink()
+    with pytest.raises(CheckpointError, match=rf"^{weights}: dvae tokeniser weights not found") as err:
+        create_backbone("toto_base", checkpoint=ckpt)
+    assert "\n" not in str(err.value)
 
 
 if __name__ == "__main__" and "--regen" in sys.argv:
