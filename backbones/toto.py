@@ -1,57 +1,92 @@
-"""Toto as a backbone: the pre-training transformer (`pretrain/model.py`) behind the evaluation contract.
+"""Toto, and every decoder `toto-pretrain` trains, as a backbone: one wrapper and one factory path.
 
-A clip `(B, T, C, H, W)` is tokenised frame by frame (each frame on its own, as in pre-training), laid out in
-raster order, frames in time order, between the start token (1 for video, 3 for an image) and the end token (2).
-`forward_features` runs the decoder only up to the deepest requested block and returns each requested block's
-output on the `(T, H/p, W/p)` token grid, special tokens removed. There is no second transformer here: the
-weights and the code are exactly those `toto-pretrain` trains and exports.
+`DecoderBackbone` puts any `Decoder` (`pretrain/decoder.py`: Toto, or the Table 6 GPT-2 / Mamba ablations) behind
+the evaluation contract. A clip `(B, T, C, H, W)` is tokenised frame by frame (each frame on its own, as in
+pre-training), laid out in raster order, frames in time order, between the start token (1 for video, 3 for an
+image) and the end token (2). `forward_features` runs the decoder only up to the deepest requested block and
+returns each requested block's output on the `(T, H/p, W/p)` token grid, special tokens removed. There is no
+second transformer here: the weights and the code are exactly those `toto-pretrain` trains and exports.
 
-Names: `toto_test` (seeded random init, for tests), `toto_tiny` (the checkpoint shipped in
-`pretrain/weights/toto_tiny`), `toto_base`, `toto_large`, `toto_1b` (need a checkpoint or an explicit
-`--random-init`).
+Every registered name is a `DecoderSpec` (architecture, size, default resolution, where weights come from) and
+is built by `create`:
+- with `--checkpoint DIR` (any name): architecture, preprocessing and tokeniser come from the checkpoint's
+  config.json (`pretrain/checkpoint.py`), weights from its safetensors; the name fixes the architecture family;
+- without one: `*_test` are seeded random inits (deterministic, flagged `random_init`), `toto_tiny` reads the
+  checkpoint shipped in `pretrain/weights/toto_tiny`, the others need `--checkpoint` or `--random-init`;
+- `--random-init` with weights: the same architecture and preprocessing, re-initialised (an untrained twin).
+
+Names here: `toto_test`, `toto_tiny`, `toto_base`, `toto_large`, `toto_1b`; `backbones/ablations.py` registers
+`gpt2_*` and `mamba_*` through the same `register`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
-from torch import nn
 
-from ..common.errors import CheckpointError, ConfigError
+from ..common.errors import CheckpointError
 from ..harness.backbone import Backbone, Layers, Preprocess, resolve_layers
 from ..harness.registry import BACKBONES
-from ..pretrain.model import TOTO_CONFIGS, Toto, TotoConfig
-from ..pretrain.tokenizers import IMAGENET_MEAN, IMAGENET_STD, patchify
+from ..pretrain.archs import get_arch
+from ..pretrain.checkpoint import load_state_into, read_config
+from ..pretrain.decoder import Decoder
+from ..pretrain.shards import CODE_OFFSET, END, START_IMAGE, START_VIDEO
+from ..pretrain.tokenizers import IMAGENET_MEAN, IMAGENET_STD, DiscreteTokenizer, from_record, patchify, to_uint8
 
-START_VIDEO, END, START_IMAGE = 1, 2, 3
+__all__ = ["END", "START_IMAGE", "START_VIDEO", "DecoderBackbone", "DecoderSpec", "create", "register"]
+
+log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrain" / "weights"
 
 
 class DecoderBackbone(Backbone):
-    """Any decoder with the Toto model interface (Toto, and the GPT-2 / Mamba ablations) on patch tokens."""
+    """A decoder on the tokens it was pre-trained on (patch, dVAE or VQ), in the pre-training layout."""
 
-    def __init__(self, name: str, model: nn.Module, preprocess: Preprocess, patch_size: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        model: Decoder,
+        preprocess: Preprocess,
+        patch_size: int,
+        tokenizer: DiscreteTokenizer | None = None,
+        code_offset: int = CODE_OFFSET,
+    ) -> None:
         super().__init__()
-        if preprocess.tokenizer != "patch":
-            raise ConfigError(f"{name}: tokenizer {preprocess.tokenizer!r} is not supported yet (only 'patch')")
         config = model.config
         self.name = name
         self.model = model
-        self.patch_size = patch_size
+        self.patch_size = tokenizer.patch_size if tokenizer is not None else patch_size
         self.preprocess = preprocess
         self.num_layers, self.embed_dim, self.num_heads = config.n_layers, config.dim, config.n_heads
+        self.tokenizer = tokenizer  # None: continuous patch tokens; not a submodule, so not in the state dict
+        self.code_offset = code_offset
 
     def config(self) -> dict:
-        return {**super().config(), "model": self.model.config.to_dict(), "patch_size": self.patch_size}
+        out = {**super().config(), "model": self.model.config.to_dict(), "patch_size": self.patch_size}
+        if self.tokenizer is not None:  # the tokeniser's weights change the features: its sha256 names them
+            out["tokenizer"] = {**self.tokenizer.identity(), "code_offset": self.code_offset}
+        return out
+
+    def embed_frames(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """(B, T, C, H, W) -> frame tokens embedded (B, T*h*w, D), raster order per frame, and the grid (T, h, w)."""
+        b, t = x.shape[:2]
+        if self.tokenizer is None:
+            patches = patchify(x, self.patch_size)  # (B, T, h, w, p*p*C)
+            return self.model.embed_patches(patches.flatten(1, 3)), tuple(patches.shape[1:4])
+        pixels = to_uint8(x.flatten(0, 1), self.preprocess.mean, self.preprocess.std)  # (B*T, C, H, W)
+        codes = self.tokenizer.codes(pixels)  # (B*T, h, w), each frame on its own as in pre-training
+        grid = (t, codes.shape[1], codes.shape[2])
+        return self.model.embed_tokens(codes.reshape(b, -1) + self.code_offset), grid  # ids as pre-training's
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """(B, T, C, H, W) -> the full sequence (B, 1 + T*h*w + 1, D) and the grid (T, h, w)."""
         b, t = x.shape[:2]
-        patches = patchify(x, self.patch_size)  # (B, T, h, w, p*p*C)
-        grid = tuple(patches.shape[1:4])
-        tokens = self.model.embed_patches(patches.flatten(1, 3))  # (B, T*h*w, D), raster order per frame
+        tokens, grid = self.embed_frames(x)
         ids = torch.tensor([START_VIDEO if t > 1 else START_IMAGE, END], device=x.device)
         start, end = self.model.embed_tokens(ids).to(tokens.dtype).unbind(0)
         seq = torch.cat([start.expand(b, 1, -1), tokens, end.expand(b, 1, -1)], dim=1)
@@ -64,91 +99,115 @@ class DecoderBackbone(Backbone):
         return {i: out[:, 1:-1].reshape(out.shape[0], t, h, w, -1) for i, out in hidden.items()}
 
 
-class TotoBackbone(DecoderBackbone):
-    """A Toto decoder on continuous patch tokens (the paper's "patch" tokeniser variant)."""
+@dataclass(frozen=True)
+class DecoderSpec:
+    """What a registered name means: an architecture and size, and the inputs of its random-init build."""
 
-    def __init__(self, name: str, config: TotoConfig, preprocess: Preprocess, patch_size: int) -> None:
-        super().__init__(name, Toto(config), preprocess, patch_size)
+    name: str
+    arch: str  # toto, gpt2, mamba (pretrain/archs.py)
+    size: str
+    resolution: int = 64  # of the random-init build, and of a checkpoint that records no data recipe
+    patch_size: int = 8
+    frames: int = 16
+    weights: Literal["seeded", "shipped", "required"] = "required"  # without --checkpoint: see the module doc
 
 
-def _preprocess(resolution: int, frames: int = 16) -> Preprocess:
+def _preprocess(resolution: int, frames=16, stride=4, mean=IMAGENET_MEAN, std=IMAGENET_STD, tokenizer="patch"):
     return Preprocess(
-        resolution=resolution, frames=frames, frame_stride=4, mean=IMAGENET_MEAN, std=IMAGENET_STD, tokenizer="patch"
+        resolution=resolution, frames=frames, frame_stride=stride, mean=tuple(mean), std=tuple(std), tokenizer=tokenizer
     )
 
 
-def _build(name: str, size: str, resolution: int, patch_size: int, frames: int = 16) -> TotoBackbone:
-    # RoPE has no learned length; the limit only guards against runaway inputs. Allow 4x the default frames
-    # (CATER probes 32-frame clips).
-    tokens = 4 * frames * (resolution // patch_size) ** 2 + 2
-    config = dataclasses.replace(
-        TOTO_CONFIGS[size], patch_dim=3 * patch_size**2, max_seq_len=max(tokens, TOTO_CONFIGS[size].max_seq_len)
-    )
-    return TotoBackbone(name, config, _preprocess(resolution, frames), patch_size)
+def build(spec: DecoderSpec) -> DecoderBackbone:
+    """The seeded random-init backbone of a spec.
+
+    Positions for 4x the default frames: CATER probes 32-frame clips, and GPT-2's learned table is a hard limit
+    (RoPE and Mamba have none; for them max_seq_len is only recorded).
+    """
+    arch = get_arch(spec.arch)
+    tokens = 4 * spec.frames * (spec.resolution // spec.patch_size) ** 2 + 2
+    max_seq_len = max(tokens, arch.sizes[spec.size].max_seq_len)
+    model = arch.build(spec.size, patch_dim=3 * spec.patch_size**2, max_seq_len=max_seq_len)
+    return DecoderBackbone(spec.name, model, _preprocess(spec.resolution, spec.frames), spec.patch_size)
 
 
-def _load(backbone: TotoBackbone, checkpoint: str) -> TotoBackbone:
-    from ..pretrain.checkpoint import load_state_into
-
-    path = Path(checkpoint)
+def from_checkpoint(spec: DecoderSpec, path: str | Path) -> DecoderBackbone:
+    """Architecture, preprocessing and weights from a checkpoint directory (or its model.safetensors)."""
+    path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
-    load_state_into(backbone.model, path)
-    backbone.checkpoint = str(path)
+    directory = path if path.is_dir() else path.parent
+    arch, config, extra = read_config(directory, expect=spec.arch)
+    size = arch.sizes[spec.size]
+    if (config.dim, config.n_layers) != (size.dim, size.n_layers):
+        log.warning(
+            "%s: %s holds a %d-wide, %d-block %s, not the %s size; results are labelled %s",
+            spec.name, directory, config.dim, config.n_layers, spec.arch, spec.size, spec.name,
+        )  # fmt: skip
+    data = extra.get("data", extra)  # the data recipe records the token layout pre-training used
+    record = extra.get("tokenizer") or {"kind": "patch", "patch_size": int(data.get("patch_size", spec.patch_size))}
+    tokenizer = from_record(record, directory)
+    preprocess = _preprocess(
+        int(data.get("resolution", spec.resolution)),
+        int(data.get("frames", spec.frames)),
+        int(data.get("frame_stride", 4)),
+        data.get("mean", IMAGENET_MEAN),
+        data.get("std", IMAGENET_STD),
+        tokenizer=record["kind"],
+    )
+    with torch.device("meta"):
+        model = arch.model(config)
+    load_state_into(model, path)
+    model.float()  # evaluation runs in fp32 whatever the stored dtype (`toto-pretrain export --dtype`)
+    discrete = tokenizer if isinstance(tokenizer, DiscreteTokenizer) else None
+    offset = int(record.get("code_offset", CODE_OFFSET))
+    backbone = DecoderBackbone(spec.name, model, preprocess, tokenizer.patch_size, discrete, offset)
+    backbone.checkpoint = str(directory)
     return backbone
 
 
-def _from_checkpoint_dir(name: str, directory: Path) -> TotoBackbone:
-    """A backbone whose architecture and preprocessing come from a checkpoint's config.json."""
-    from ..pretrain.checkpoint import read_config
-
-    config, extra = read_config(directory)
-    data = extra.get("data", extra)  # the pre-training data recipe records the token layout it used
-    patch_size = int(data.get("patch_size", 8))
-    preprocess = _preprocess(int(data.get("resolution", 64)), int(data.get("frames", 16)))
-    return _load(TotoBackbone(name, config, preprocess, patch_size), str(directory))
-
-
-@BACKBONES.register("toto_test")
-def toto_test(checkpoint: str | None = None, random_init: bool = False) -> TotoBackbone:
-    """Test size, seeded random init (deterministic); 64 px frames, 8 px patches: an 8x8 grid per frame."""
-    backbone = _build("toto_test", "test", resolution=64, patch_size=8)
-    if checkpoint:
-        return _load(backbone, checkpoint)
-    backbone.random_init = True  # seeded, but untrained: results are flagged as such
-    return backbone
-
-
-@BACKBONES.register("toto_tiny")
-def toto_tiny(checkpoint: str | None = None, random_init: bool = False) -> TotoBackbone:
-    """The tiny model pre-trained on CPU by toto-pretrain and shipped with the package."""
-    directory = Path(checkpoint) if checkpoint else SHIPPED / "toto_tiny"
-    if directory.is_file():
-        directory = directory.parent
-    backbone = _from_checkpoint_dir("toto_tiny", directory)
-    if random_init:  # the same architecture and preprocessing, untrained: the floor toto_tiny is compared with
-        backbone.model.init_weights(seed=0)
-        backbone.checkpoint, backbone.random_init = None, True
-    return backbone
-
-
-def _paper_size(name: str, size: str):
-    def factory(checkpoint: str | None = None, random_init: bool = False) -> TotoBackbone:
-        if checkpoint:
-            path = Path(checkpoint)
-            return _from_checkpoint_dir(name, path if path.is_dir() else path.parent)
-        if not random_init:
-            raise CheckpointError(
-                f"{name} has no built-in weights: pass --checkpoint PATH (a toto-pretrain "
-                "checkpoint directory) or --random-init to evaluate an untrained network"
-            )
-        backbone = _build(name, size, resolution=128, patch_size=8)
-        backbone.random_init = True
+def create(spec: DecoderSpec, checkpoint: str | Path | None = None, random_init: bool = False) -> DecoderBackbone:
+    """The one factory path of every decoder backbone (see the module docstring)."""
+    if checkpoint is None and spec.weights == "shipped":
+        checkpoint = SHIPPED / spec.name
+    if checkpoint is not None:
+        backbone = from_checkpoint(spec, checkpoint)
+        if random_init:  # the same architecture and preprocessing, untrained: the floor it is compared with
+            backbone.model.init_weights(seed=0)
+            backbone.checkpoint, backbone.random_init = None, True
         return backbone
+    if spec.weights == "required" and not random_init:
+        raise CheckpointError(
+            f"{spec.name} has no built-in weights: pass --checkpoint PATH (a `toto-pretrain train --arch "
+            f"{spec.arch}` checkpoint directory) or --random-init to evaluate an untrained network"
+        )
+    backbone = build(spec)
+    backbone.random_init = True  # seeded, so deterministic, but untrained: results must say so
+    return backbone
 
-    factory.__doc__ = f"Toto-{size} (paper size); 128 px frames, 8 px patches: 16x16 tokens per frame."
+
+def register(spec: DecoderSpec, doc: str) -> Callable[..., DecoderBackbone]:
+    """Register `spec.name` in BACKBONES; `doc`'s first line is what `toto-eval ls backbones` shows."""
+
+    def factory(checkpoint: str | None = None, random_init: bool = False) -> DecoderBackbone:
+        return create(spec, checkpoint, random_init)
+
+    factory.__name__ = factory.__qualname__ = spec.name
+    factory.__doc__ = doc
+    BACKBONES.add(spec.name, factory)
     return factory
 
 
+toto_test = register(
+    DecoderSpec("toto_test", "toto", "test", weights="seeded"),
+    "Test size, seeded random init (deterministic); 64 px frames, 8 px patches: an 8x8 grid per frame.",
+)
+toto_tiny = register(
+    DecoderSpec("toto_tiny", "toto", "tiny", weights="shipped"),
+    "The tiny model pre-trained on CPU by toto-pretrain and shipped with the package.",
+)
 for _size in ("base", "large", "1b"):
-    BACKBONES.add(f"toto_{_size}", _paper_size(f"toto_{_size}", _size))
+    register(
+        DecoderSpec(f"toto_{_size}", "toto", _size, resolution=128),
+        f"Toto-{_size} (paper size); 128 px frames, 8 px patches: 16x16 tokens per frame.",
+    )

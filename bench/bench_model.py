@@ -9,11 +9,17 @@ per token, plus causal attention (2 * L * dim per token per layer).
 Run: python bench/bench_model.py                      # base size, 256 tokens, CPU (~1 min)
      python bench/bench_model.py --threads 1 --seq-len 128    # a loaded, shared CPU: threads only contend
      python bench/bench_model.py --size large --seq-len 1024 --device cuda --dtype bfloat16
+
+`--clip FRAMES` instead times one backbone forward (`forward_features`, every layer) on one clip of FRAMES frames
+at the backbone's resolution, e.g. `--clip 16 --backbone toto_large` (4098 tokens at 128 px) or `--clip 32`
+(8194), and reports the process's peak resident memory (`resource.getrusage`, which sees torch's allocations;
+tracemalloc would not) before and after: run one clip length per process so the peaks are its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -61,6 +67,29 @@ def build(size: str, device: torch.device, dtype: torch.dtype) -> tuple[Toto, to
     return toto, llama.to(device=device, dtype=dtype)
 
 
+def peak_rss_gib() -> float:
+    """The process's peak resident set so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+@torch.no_grad()
+def clip_forward(backbone_name: str, frames: int, repeats: int) -> None:
+    """One random-init backbone forward over every layer on one clip: seconds and peak memory."""
+    from toto_eval.harness.evaluate import create_backbone
+
+    backbone = create_backbone(backbone_name, random_init=True).eval()
+    size = backbone.preprocess.resolution
+    clip = torch.randn(1, frames, 3, size, size)
+    tokens = backbone.embed(clip)[0].shape[1]
+    before = peak_rss_gib()
+    seconds = [_time(lambda: backbone.forward_features(clip), torch.device("cpu")) for _ in range(repeats)]
+    print(
+        f"{backbone_name} random init, {backbone.num_params() / 1e6:.1f}M params, {frames} frames at {size} px = "
+        f"{tokens} tokens, {torch.get_num_threads()} threads: {min(seconds):.2f} s/forward (best of {repeats}, all "
+        f"{backbone.num_layers} layers); peak RSS {before:.2f} GiB after building, {peak_rss_gib():.2f} GiB after"
+    )
+
+
 @torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -72,9 +101,13 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--matmul-n", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    parser.add_argument("--clip", type=int, default=0, help="> 0: time one backbone forward on a clip of N frames")
+    parser.add_argument("--backbone", default="toto_large", help="registered backbone for --clip (random init)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.clip:
+        return clip_forward(args.backbone, args.clip, args.repeats)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
 
     peak = matmul_peak(device, dtype, args.matmul_n, args.repeats)

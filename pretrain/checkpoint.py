@@ -1,13 +1,16 @@
-"""Toto checkpoints: a directory holding `model.safetensors` (the weights) and `config.json` (the architecture).
+"""Model checkpoints of every architecture: a directory holding `model.safetensors` (the weights) and `config.json`.
 
-`config.json` is the `TotoConfig` fields plus `{"arch": "toto", "format_version": 1}` and, optionally, an
-`"extra"` dict (training step, tokenizer, anything JSON-able the caller wants kept). Weights are safetensors only,
-so loading a checkpoint never unpickles anything. Every problem a user can cause (missing file, corrupt file,
-a config written for another architecture, a tensor of the wrong shape) is one `CheckpointError` line that names
-the file and, for weights, the first tensor that does not fit.
+`config.json` is the model config's fields plus `{"arch": NAME, "format_version": 1}` (NAME from
+`pretrain/archs.py`: toto, gpt2, mamba) and, optionally, an `"extra"` dict (training step, tokenizer, data
+recipe, anything JSON-able the caller wants kept). Weights are safetensors only, so loading a checkpoint never
+unpickles anything. Every problem a user can cause (missing file, corrupt file, a config written for another
+architecture, a tensor of the wrong shape) is one `CheckpointError` line that names the file and, for weights,
+the first tensor that does not fit.
 
-Loading builds the model on the meta device and assigns the stored tensors, so a 1B model is never initialised
-only to be overwritten; `load_state_into` also fills an existing model in place (e.g. one already on a GPU).
+This is the one checkpoint API (training, `toto-pretrain export` / `export-hf`, the backbones): `save`,
+`read_config`, `load`, `load_state_into`. Loading builds the model on the meta device and assigns the stored
+tensors, so a 1B model is never initialised only to be overwritten; `load_state_into` also fills an existing model
+in place (e.g. one already on a GPU).
 """
 
 from __future__ import annotations
@@ -24,37 +27,28 @@ from torch import nn
 from toto_eval.common.config import build_config
 from toto_eval.common.errors import CheckpointError, ConfigError
 
-from .model import Toto, TotoConfig
+from .archs import ARCHS, Arch, arch_for_config, unwrap
+from .decoder import Decoder, DecoderConfig
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-ARCH = "toto"
 FORMAT_VERSION = 1
 
 
-def unwrap(model: nn.Module) -> Toto:
-    """The Toto inside DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
-    while not isinstance(model, Toto):
-        inner = next((getattr(model, k) for k in ("module", "_orig_mod") if hasattr(model, k)), None)
-        if not isinstance(inner, nn.Module):
-            raise TypeError(f"expected a Toto model (possibly wrapped), got {type(model).__name__}")
-        model = inner
-    return model
-
-
-def save_checkpoint(directory: str | os.PathLike, model: nn.Module, extra: dict | None = None) -> Path:
+def save(directory: str | os.PathLike, model: nn.Module, extra: dict | None = None) -> Path:
     """Write `directory/model.safetensors` and `directory/config.json`, each by atomic rename; returns the dir."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    toto = unwrap(model)
-    state = {name: t.detach().cpu().contiguous() for name, t in toto.state_dict().items()}
-    meta = {"arch": ARCH, "format_version": FORMAT_VERSION, **toto.config.to_dict()}
+    decoder = unwrap(model)
+    arch = arch_for_config(decoder.config).name
+    state = {name: t.detach().cpu().contiguous() for name, t in decoder.state_dict().items()}
+    meta = {"arch": arch, "format_version": FORMAT_VERSION, **decoder.config.to_dict()}
     if extra:
         meta["extra"] = extra
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"  # serialise first: a bad `extra` writes nothing
     # weights first, config last: a directory whose config.json exists has its weights in place
     tmp = directory / f".{WEIGHTS_NAME}.tmp"
-    save_file(state, str(tmp), metadata={"format": "pt", "arch": ARCH})
+    save_file(state, str(tmp), metadata={"format": "pt", "arch": arch})
     os.replace(tmp, directory / WEIGHTS_NAME)
     tmp = directory / f".{CONFIG_NAME}.tmp"
     tmp.write_text(text)
@@ -78,8 +72,11 @@ def checkpoint_files(path: str | os.PathLike) -> tuple[Path, Path]:
     return weights, config
 
 
-def read_config(path: str | os.PathLike) -> tuple[TotoConfig, dict]:
-    """(TotoConfig, extra) from a checkpoint's config.json (or the checkpoint directory)."""
+def read_config(path: str | os.PathLike, expect: str | None = None) -> tuple[Arch, DecoderConfig, dict]:
+    """(architecture, config, extra) from a checkpoint's config.json (or its directory, or its weights file).
+
+    `expect` names the architecture the caller can use; a checkpoint of another one is a CheckpointError.
+    """
     path = Path(path)
     if path.is_dir() or path.suffix == ".safetensors":
         path = checkpoint_files(path)[1]
@@ -89,26 +86,28 @@ def read_config(path: str | os.PathLike) -> tuple[TotoConfig, dict]:
         raise CheckpointError(f"{path}: unreadable config ({_one_line(err)})") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
-    arch = meta.pop("arch", None)
-    if arch != ARCH:
-        hint = f"; a {arch} checkpoint loads with the {arch}_* backbones" if arch in ("gpt2", "mamba") else ""
-        raise CheckpointError(f'{path}: not a Toto checkpoint config ("arch" is {arch!r}, not "{ARCH}"){hint}')
+    name = meta.pop("arch", None)
+    if name not in ARCHS:
+        known = ", ".join(ARCHS)
+        raise CheckpointError(f'{path}: not a model checkpoint config ("arch" is {name!r}, not one of {known})')
+    if expect is not None and name != expect:
+        raise CheckpointError(f"{path}: a {name} checkpoint, but this model is {expect} (use a {name} backbone)")
     version = meta.pop("format_version", None)
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path}: format_version {version!r}, this code reads {FORMAT_VERSION}")
     extra = meta.pop("extra", {})
     try:
-        return build_config(TotoConfig, meta, where=str(path)), extra
+        return ARCHS[name], build_config(ARCHS[name].config, meta, where=str(path)), extra
     except ConfigError as err:
         raise CheckpointError(str(err)) from None
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Toto:
-    """A Toto built from `config.json` with the weights of `model.safetensors`, on `map_location`."""
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", expect: str | None = None) -> Decoder:
+    """The model a checkpoint describes (any architecture, or only `expect`), with its weights, on `map_location`."""
     weights, config_path = checkpoint_files(path)
-    config, _ = read_config(config_path)
+    arch, config, _ = read_config(config_path, expect)
     with torch.device("meta"):
-        model = Toto(config)
+        model = arch.model(config)
     load_state_into(model, weights, map_location=map_location)
     return model
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors.torch import save_file
 
-from .checkpoint import load_checkpoint
+from . import checkpoint
 from .model import Toto, TotoConfig
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def llama_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def export_hf(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Write a directory that `transformers.LlamaForCausalLM.from_pretrained(out_dir)` loads; returns it."""
-    model = load_checkpoint(ckpt_path)
+    model = checkpoint.load(ckpt_path, expect="toto")  # Llama has no place for GPT-2's or Mamba's blocks
     return export_model(model, out_dir)
 
 

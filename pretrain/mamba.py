@@ -1,9 +1,8 @@
 """A Mamba-style selective state-space decoder in plain PyTorch: the paper's Table 6 "Mamba" ablation.
 
-It has exactly the `Toto` model interface (`pretrain/model.py`: embeddings in, `embed_tokens`, `embed_patches`,
-`hidden_states`, `forward`, `logits`, `predict_patches`, `init_weights`, `num_params`, `flops_per_token`, the
-`output` / `patch_head` heads), so `toto-pretrain` trains it on the same tokens and the same backbone wrapper
-evaluates it. No CUDA-only kernel is used: everything runs, and is tested, on CPU.
+It is a `Decoder` (`pretrain/decoder.py`: embeddings in, `hidden_states`, `forward`, the `output` / `patch_head`
+heads, parameter and FLOP counts, shared with Toto), so `toto-pretrain` trains it on the same tokens and the same
+backbone wrapper evaluates it. No CUDA-only kernel is used: everything runs, and is tested, on CPU.
 
 What follows Mamba-1 (Gu & Dao 2023, the `Mamba` block of `mamba_simple`): pre-norm residual blocks
 h + mixer(RMSNorm(h)) and a final RMSNorm; the mixer projects to 2 * d_inner (a branch x and a gate z), runs a
@@ -29,7 +28,7 @@ Mamba has no attention heads; `config.n_heads` is the head count the attentive p
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,40 +36,32 @@ from torch import Tensor, nn
 
 from toto_eval.common.errors import ConfigError
 
+from .decoder import Decoder, DecoderConfig
 from .model import RMSNorm
 
 
 @dataclass(frozen=True)
-class MambaConfig:
-    """Architecture of one Mamba-style decoder; field names match `TotoConfig` where the meaning is the same."""
+class MambaConfig(DecoderConfig):
+    """Architecture of one Mamba-style decoder: `DecoderConfig`'s fields and the selective scan's.
 
-    dim: int = 768
+    `max_seq_len` is recorded for the interface only: a state-space model has no length limit.
+    """
+
     n_layers: int = 24
-    vocab_size: int = 8192
     d_state: int = 16
     d_conv: int = 4
     expand: int = 2
     dt_rank: int | None = None  # None -> ceil(dim / 16) (Mamba-1's "auto"); resolved in __post_init__
     dt_min: float = 0.001
     dt_max: float = 0.1
-    norm_eps: float = 1e-5
-    max_seq_len: int = 4096  # recorded for the interface; a state-space model has no length limit
-    patch_dim: int = 0  # > 0: continuous patch tokens of that many values, linear in and linear out
-    init_std: float = 0.02
     chunk_size: int = 8  # time steps per block of the chunked scan (used off CPU)
 
-    def __post_init__(self) -> None:
+    def resolve_defaults(self) -> None:
         if self.dt_rank is None:
             object.__setattr__(self, "dt_rank", math.ceil(self.dim / 16))
-        positive = ("dim", "n_layers", "vocab_size", "d_state", "d_conv", "expand", "dt_rank", "max_seq_len")
-        for name in (*positive, "chunk_size"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"MambaConfig.{name} must be positive, got {getattr(self, name)}")
-        if self.patch_dim < 0:
-            raise ConfigError(f"MambaConfig.patch_dim must be >= 0, got {self.patch_dim}")
-        for name in ("norm_eps", "init_std", "dt_min"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"MambaConfig.{name} must be positive, got {getattr(self, name)}")
+
+    def validate(self) -> None:
+        self.require_positive("d_state", "d_conv", "expand", "dt_rank", "chunk_size", "dt_min")
         if not self.dt_max > self.dt_min:
             raise ConfigError(f"MambaConfig: dt_max {self.dt_max} must exceed dt_min {self.dt_min}")
 
@@ -82,9 +73,6 @@ class MambaConfig:
     def n_heads(self) -> int:
         """Heads for the attentive probe (Mamba itself has none)."""
         return max(1, self.dim // 64)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # Toto's test and tiny widths; Mamba-1 pairs one transformer block (12 dim^2) with two Mamba blocks (6 dim^2 each),
@@ -177,103 +165,38 @@ class Block(nn.Module):
         return h + self.mixer(self.norm(h))
 
 
-class Mamba(nn.Module):
-    """The decoder. Built on the meta device (`with torch.device("meta"): Mamba(cfg)`) it skips initialisation."""
+class Mamba(Decoder):
+    """The decoder: RMSNorm blocks around the selective-scan mixer, no positions (plumbing: `Decoder`)."""
 
-    def __init__(self, config: MambaConfig, seed: int = 0) -> None:
-        super().__init__()
-        self.config = config
-        self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
-        self.patch_embed = nn.Linear(config.patch_dim, config.dim, bias=False) if config.patch_dim else None
-        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
-        self.norm = RMSNorm(config.dim, config.norm_eps)
-        self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
-        self.patch_head = nn.Linear(config.dim, config.patch_dim, bias=False) if config.patch_dim else None
-        if not self.output.weight.is_meta:
-            self.init_weights(seed)
+    config: MambaConfig
+    block_class, norm_class = Block, RMSNorm
 
-    @torch.no_grad()
-    def init_weights(self, seed: int = 0) -> None:
+    def init_parameter(self, name: str, param: Tensor, generator: torch.Generator) -> None:
         """Mamba-1's S4D-real A, D = 1, dt init and conv init; seeded normal matrices (module docstring)."""
         cfg = self.config
-        generator = torch.Generator(device=self.output.weight.device).manual_seed(seed)
+        if name.endswith("A_log"):
+            param.copy_(torch.arange(1, cfg.d_state + 1, dtype=torch.float32).log().expand_as(param))
+        elif name.endswith(("mixer.D", "norm.weight")):
+            param.fill_(1.0)
+        elif name.endswith(("conv1d.weight", "conv1d.bias")):
+            param.uniform_(-1.0 / math.sqrt(cfg.d_conv), 1.0 / math.sqrt(cfg.d_conv), generator=generator)
+        elif name.endswith("dt_proj.weight"):
+            param.uniform_(-(cfg.dt_rank**-0.5), cfg.dt_rank**-0.5, generator=generator)
+        elif name.endswith("dt_proj.bias"):
+            log_dt = torch.rand(param.shape, generator=generator, device=param.device)
+            dt = torch.exp(log_dt * (math.log(cfg.dt_max) - math.log(cfg.dt_min)) + math.log(cfg.dt_min))
+            dt = dt.clamp(min=1e-4)
+            param.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        elif name.endswith("out_proj.weight"):
+            param.normal_(0.0, cfg.init_std / math.sqrt(cfg.n_layers), generator=generator)
+        else:
+            param.normal_(0.0, cfg.init_std, generator=generator)
 
-        def uniform(param: Tensor, bound: float) -> None:
-            param.uniform_(-bound, bound, generator=generator)
+    def is_matmul_weight(self, name: str, param: Tensor) -> bool:
+        """A_log is a (d_inner, d_state) matrix but enters the scan elementwise, not as a matmul."""
+        return param.ndim > 1 and not name.endswith("A_log")
 
-        for name, param in self.named_parameters():
-            if name.endswith("A_log"):
-                param.copy_(torch.arange(1, cfg.d_state + 1, dtype=torch.float32).log().expand_as(param))
-            elif name.endswith(("mixer.D", "norm.weight")):
-                param.fill_(1.0)
-            elif name.endswith("conv1d.weight") or name.endswith("conv1d.bias"):
-                uniform(param, 1.0 / math.sqrt(cfg.d_conv))  # PyTorch's default bound for this fan-in
-            elif name.endswith("dt_proj.weight"):
-                uniform(param, cfg.dt_rank**-0.5)
-            elif name.endswith("dt_proj.bias"):
-                log_dt = torch.rand(param.shape, generator=generator, device=param.device)
-                dt = torch.exp(log_dt * (math.log(cfg.dt_max) - math.log(cfg.dt_min)) + math.log(cfg.dt_min))
-                dt = dt.clamp(min=1e-4)
-                param.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
-            elif name.endswith("out_proj.weight"):
-                param.normal_(0.0, cfg.init_std / math.sqrt(cfg.n_layers), generator=generator)
-            else:
-                param.normal_(0.0, cfg.init_std, generator=generator)
-
-    def embed_tokens(self, ids: Tensor) -> Tensor:
-        """(B, L) int64 token ids -> (B, L, D)."""
-        return self.tok_embeddings(ids)
-
-    def embed_patches(self, patches: Tensor) -> Tensor:
-        """(B, L, patch_dim) continuous values -> (B, L, D)."""
-        if self.patch_embed is None:
-            raise ValueError("this Mamba has no patch embedding (config.patch_dim is 0)")
-        return self.patch_embed(patches)
-
-    def hidden_states(self, h: Tensor, layers: list[int] | tuple[int, ...]) -> dict[int, Tensor]:
-        """Raw outputs (B, L, D) of the given blocks (negatives count from the end; keys are non-negative).
-
-        Block i's output is taken before the final norm; only blocks 0..max(layers) run.
-        """
-        n = self.config.n_layers
-        wanted = sorted({i + n if i < 0 else i for i in layers})
-        if not wanted or wanted[0] < 0 or wanted[-1] >= n:
-            raise ValueError(f"layers {list(layers)} are not within a {n}-block Mamba (0..{n - 1})")
-        out: dict[int, Tensor] = {}
-        for i in range(wanted[-1] + 1):
-            h = self.layers[i](h)
-            if i in wanted:
-                out[i] = h
-        return out
-
-    def forward(self, h: Tensor) -> Tensor:
-        """(B, L, D) input embeddings -> (B, L, D) final-normed hidden states."""
-        for layer in self.layers:
-            h = layer(h)
-        return self.norm(h)
-
-    def logits(self, hidden: Tensor) -> Tensor:
-        """(B, L, D) final hidden -> (B, L, vocab_size) next-token logits."""
-        return self.output(hidden)
-
-    def predict_patches(self, hidden: Tensor) -> Tensor:
-        """(B, L, D) final hidden -> (B, L, patch_dim) next-patch regression."""
-        if self.patch_head is None:
-            raise ValueError("this Mamba has no patch head (config.patch_dim is 0)")
-        return self.patch_head(hidden)
-
-    def num_params(self, embeddings: bool = True) -> int:
-        """Parameter count; embeddings=False leaves out the input embedding tables (the usual 'non-embedding')."""
-        skip = {"tok_embeddings.weight", "patch_embed.weight"} if not embeddings else set()
-        return sum(p.numel() for name, p in self.named_parameters() if name not in skip)
-
-    def flops_per_token(self, seq_len: int) -> float:
-        """Forward FLOPs per token: 2 per matmul or conv weight, plus the scan's ~9 per state element.
-
-        The scan (decay, update, readout) costs about 9 * d_inner * d_state per token per block, the count
-        Mamba-1 uses; it does not grow with seq_len. Multiply by 3 for forward + backward.
-        """
-        vectors = sum(p.numel() for name, p in self.named_parameters() if p.ndim == 1 or name.endswith("A_log"))
-        matmul = self.num_params(embeddings=False) - vectors
-        scan = 9 * self.config.n_layers * self.config.d_inner * self.config.d_state
-        return 2.0 * matmul + scan
+    def mixing_flops(self, seq_len: int) -> float:
+        """The scan (decay, update, readout): ~9 * d_inner * d_state per token per block, Mamba-1's count; it does
+        not grow with seq_len."""
+        return 9.0 * self.config.n_layers * self.config.d_inner * self.config.d_state

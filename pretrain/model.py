@@ -2,9 +2,11 @@
 
 Pre-norm blocks with RMSNorm, a SwiGLU MLP, rotary position embeddings (RoPE) with a configurable base, causal
 attention through `F.scaled_dot_product_attention(is_causal=True)`, no biases anywhere, untied input and output
-embeddings. The model takes *embeddings* `(B, L, D)`, not ids, so that discrete tokens (`embed_tokens`) and
-continuous patch tokens (`embed_patches`, when `patch_dim > 0`) share one trunk; `hidden_states` returns raw
-block outputs and stops after the deepest block asked for, which is what feature extraction needs.
+embeddings. This file holds what makes it LLaMA (config, norm, RoPE, attention, MLP, block, init); the plumbing
+it shares with the Table 6 ablations is `Decoder` (`pretrain/decoder.py`): the model takes *embeddings*
+`(B, L, D)`, not ids, so that discrete tokens (`embed_tokens`) and continuous patch tokens (`embed_patches`, when
+`patch_dim > 0`) share one trunk; `hidden_states` returns raw block outputs and stops after the deepest block
+asked for, which is what feature extraction needs.
 
 Design choices, and why:
 - RoPE uses the rotate-half layout (channel j is paired with channel j + head_dim/2), the layout of Hugging Face
@@ -14,6 +16,8 @@ Design choices, and why:
 - The cos/sin tables are computed in each forward from the sequence length (O(L * head_dim), negligible next to
   the matmuls), so the model holds no buffers: it can be built on the meta device and loaded with
   `load_state_dict(assign=True)` without initialising 1B parameters first, and `state_dict()` is weights only.
+  Nothing learned depends on the length either, so `max_seq_len` records the training length and is no limit:
+  a model trained on 4097-token sequences evaluates 4098 (start and end) or 8194 (32 frames) tokens.
 - FFN width. With an 8192-token vocabulary and untied embeddings, the LLaMA rule (2/3 * 4 * dim, rounded up to
   a multiple of 256) gives 97.5M / 222M / 1.16B parameters for base / large / 1b, and ffn_dim = 4 * dim gives
   126M / 285M / 1.51B. The paper reports 120M / 280M / 1.1B, so base and large use 4 * dim (without the input
@@ -27,13 +31,15 @@ Design choices, and why:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from toto_eval.common.errors import ConfigError
+
+from .decoder import AttentionConfig, Decoder
 
 
 def llama_ffn_dim(dim: int, multiple_of: int = 256) -> int:
@@ -43,43 +49,24 @@ def llama_ffn_dim(dim: int, multiple_of: int = 256) -> int:
 
 
 @dataclass(frozen=True)
-class TotoConfig:
-    """Architecture of one Toto model. Everything that changes the weights' shapes or the function they compute."""
+class TotoConfig(AttentionConfig):
+    """Architecture of one Toto model. Everything that changes the weights' shapes or the function they compute.
 
-    dim: int = 768
-    n_layers: int = 12
-    n_heads: int = 12
-    vocab_size: int = 8192
-    ffn_dim: int | None = None  # None -> llama_ffn_dim(dim); resolved in __post_init__ so it is always stored
-    norm_eps: float = 1e-5
+    The shared fields (dim, n_layers, vocab_size, norm_eps, max_seq_len, patch_dim, init_std, n_heads, ffn_dim)
+    are `AttentionConfig`'s. RoPE has no learned length: `max_seq_len` records the training length (and HF's
+    max_position_embeddings); evaluation may run longer sequences.
+    """
+
     rope_base: float = 10000.0
-    max_seq_len: int = 4096  # the longest sequence forward accepts (and HF's max_position_embeddings)
-    patch_dim: int = 0  # > 0: continuous patch tokens of that many values, linear in and linear out
-    init_std: float = 0.02
 
-    def __post_init__(self) -> None:
-        if self.ffn_dim is None:
-            object.__setattr__(self, "ffn_dim", llama_ffn_dim(self.dim))
-        positive = ("dim", "n_layers", "n_heads", "vocab_size", "ffn_dim", "max_seq_len")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"TotoConfig.{name} must be positive, got {getattr(self, name)}")
-        if self.dim % self.n_heads:
-            raise ConfigError(f"TotoConfig: dim {self.dim} is not divisible by n_heads {self.n_heads}")
+    def default_ffn_dim(self) -> int:
+        return llama_ffn_dim(self.dim)
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_positive("rope_base")
         if self.head_dim % 2:
             raise ConfigError(f"TotoConfig: head_dim {self.head_dim} must be even for rotary embeddings")
-        if self.patch_dim < 0:
-            raise ConfigError(f"TotoConfig.patch_dim must be >= 0, got {self.patch_dim}")
-        for name in ("norm_eps", "rope_base", "init_std"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"TotoConfig.{name} must be positive, got {getattr(self, name)}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.dim // self.n_heads
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 TOTO_CONFIGS: dict[str, TotoConfig] = {
@@ -171,95 +158,22 @@ class Block(nn.Module):
         return h + self.feed_forward(self.ffn_norm(h))
 
 
-class Toto(nn.Module):
-    """The decoder. Built on the meta device (`with torch.device("meta"): Toto(cfg)`) it skips initialisation."""
+class Toto(Decoder):
+    """The decoder: RMSNorm blocks with RoPE attention and SwiGLU (the shared plumbing is `Decoder`'s)."""
 
-    def __init__(self, config: TotoConfig, seed: int = 0) -> None:
-        super().__init__()
-        self.config = config
-        self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
-        self.patch_embed = nn.Linear(config.patch_dim, config.dim, bias=False) if config.patch_dim else None
-        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
-        self.norm = RMSNorm(config.dim, config.norm_eps)
-        self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
-        self.patch_head = nn.Linear(config.dim, config.patch_dim, bias=False) if config.patch_dim else None
-        if not self.output.weight.is_meta:
-            self.init_weights(seed)
+    config: TotoConfig
+    block_class, norm_class = Block, RMSNorm
 
-    @torch.no_grad()
-    def init_weights(self, seed: int = 0) -> None:
-        """Seeded normal(0, init_std) matrices, residual projections scaled down by sqrt(2 * n_layers), gains 1."""
+    def init_parameter(self, name: str, param: Tensor, generator: torch.Generator) -> None:
+        """normal(0, init_std) matrices, residual projections scaled down by sqrt(2 * n_layers), gains 1."""
         std = self.config.init_std
-        generator = torch.Generator(device=self.output.weight.device).manual_seed(seed)
-        for name, param in self.named_parameters():
-            if param.ndim == 1:
-                param.fill_(1.0)
-            elif name.endswith(("attention.wo.weight", "feed_forward.w2.weight")):
-                param.normal_(0.0, std / math.sqrt(2 * self.config.n_layers), generator=generator)
-            else:
-                param.normal_(0.0, std, generator=generator)
+        if param.ndim == 1:
+            param.fill_(1.0)
+        elif name.endswith(("attention.wo.weight", "feed_forward.w2.weight")):
+            param.normal_(0.0, std / math.sqrt(2 * self.config.n_layers), generator=generator)
+        else:
+            param.normal_(0.0, std, generator=generator)
 
-    def embed_tokens(self, ids: Tensor) -> Tensor:
-        """(B, L) int64 token ids -> (B, L, D)."""
-        return self.tok_embeddings(ids)
-
-    def embed_patches(self, patches: Tensor) -> Tensor:
-        """(B, L, patch_dim) continuous values -> (B, L, D)."""
-        if self.patch_embed is None:
-            raise ValueError("this Toto has no patch embedding (config.patch_dim is 0)")
-        return self.patch_embed(patches)
-
-    def _rope(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        length = h.shape[1]
-        if length > self.config.max_seq_len:
-            raise ConfigError(f"sequence of {length} tokens is longer than max_seq_len={self.config.max_seq_len}")
-        return rope_tables(length, self.config.head_dim, self.config.rope_base, h.device)  # fp32
-
-    def hidden_states(self, h: Tensor, layers: list[int] | tuple[int, ...]) -> dict[int, Tensor]:
-        """Raw outputs (B, L, D) of the given blocks (negatives count from the end; keys are non-negative).
-
-        Block i's output is taken before the final norm; only blocks 0..max(layers) run.
-        """
-        n = self.config.n_layers
-        wanted = sorted({i + n if i < 0 else i for i in layers})
-        if not wanted or wanted[0] < 0 or wanted[-1] >= n:
-            raise ValueError(f"layers {list(layers)} are not within a {n}-block Toto (0..{n - 1})")
-        cos, sin = self._rope(h)
-        out: dict[int, Tensor] = {}
-        for i in range(wanted[-1] + 1):
-            h = self.layers[i](h, cos, sin)
-            if i in wanted:
-                out[i] = h
-        return out
-
-    def forward(self, h: Tensor) -> Tensor:
-        """(B, L, D) input embeddings -> (B, L, D) final-normed hidden states."""
-        cos, sin = self._rope(h)
-        for layer in self.layers:
-            h = layer(h, cos, sin)
-        return self.norm(h)
-
-    def logits(self, hidden: Tensor) -> Tensor:
-        """(B, L, D) final hidden -> (B, L, vocab_size) next-token logits."""
-        return self.output(hidden)
-
-    def predict_patches(self, hidden: Tensor) -> Tensor:
-        """(B, L, D) final hidden -> (B, L, patch_dim) next-patch regression."""
-        if self.patch_head is None:
-            raise ValueError("this Toto has no patch head (config.patch_dim is 0)")
-        return self.patch_head(hidden)
-
-    def num_params(self, embeddings: bool = True) -> int:
-        """Parameter count; embeddings=False leaves out the input embedding tables (the usual 'non-embedding')."""
-        skip = {"tok_embeddings.weight", "patch_embed.weight"} if not embeddings else set()
-        return sum(p.numel() for name, p in self.named_parameters() if name not in skip)
-
-    def flops_per_token(self, seq_len: int) -> float:
-        """Forward FLOPs per token: 2 per matmul weight (input tables are lookups) + causal attention scores.
-
-        Attention (QK^T and AV) costs 2 * 2 * L * D per token per layer without masking; causal halves it.
-        Multiply by 3 for forward + backward.
-        """
-        matmul = self.num_params(embeddings=False) - sum(p.numel() for p in self.parameters() if p.ndim == 1)
-        attention = 2 * self.config.n_layers * seq_len * self.config.dim
-        return 2.0 * matmul + attention
+    def prepare(self, h: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Every block gets the fp32 cos/sin tables of this length; no length limit (RoPE has no table)."""
+        return h, rope_tables(h.shape[1], self.config.head_dim, self.config.rope_base, h.device)

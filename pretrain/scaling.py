@@ -10,7 +10,6 @@ log L = log a + b log C. The paper's fit is L(C) = 7.32 * C^-0.0378.
 
 from __future__ import annotations
 
-import argparse
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,21 +97,3 @@ def plot(runs: dict[str, np.ndarray], fit: ScalingFit, out: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("scaling-fit", help="fit L(C) = a * C^b on the compute-optimal frontier of runs")
-    p.add_argument("runs", nargs="+", help="run directories (metrics.csv) or CSV files with flops/compute, loss")
-    p.add_argument("--plot", default=None, help="write the figure here (png/pdf)")
-    p.add_argument("--bins-per-decade", type=int, default=10)
-    p.set_defaults(run=run)
-
-
-def run(args: argparse.Namespace) -> None:
-    runs = {str(path): read_run(path) for path in args.runs}
-    fit = fit_power_law(list(runs.values()), args.bins_per_decade)
-    print(f"L(C) = {fit.a:.6g} * C^{fit.b:.6g}   ({len(fit.frontier)} frontier points from {len(runs)} runs)")
-    print(f"a = {fit.a:.6g}\nb = {fit.b:.6g}")
-    if args.plot:
-        plot(runs, fit, args.plot)
-        print(f"plot: {args.plot}")

@@ -83,3 +83,15 @@ def peak_flops(device_name: str, override_tflops: float) -> float:
         if key in device_name:
             return tflops * 1e12
     return 0.0
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration for progress lines (ETAs): 4000.2 -> '1:06:40'."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def eta(elapsed: float, done: int, remaining: int) -> str:
+    """Time left at the mean pace so far: `done` units took `elapsed` seconds, `remaining` to go."""
+    return format_seconds(elapsed / max(done, 1) * remaining)

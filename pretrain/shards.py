@@ -2,16 +2,17 @@
 
 A shard directory holds `meta.json` and `shard_00000.npy`, `shard_00001.npy`, ... Each shard is one array of
 tokens `(n, T, h, w)` (int16 codes) or `(n, T, h, w, d)` (uint8 patches). `meta.json` records the tokeniser's
-identity, the mixture's identity, the grid, and per shard: file name, row count, sha256, and a string of
-clip kinds ("v" video, "i" image) that picks each sequence's start token. Shards are written to a temporary name
-and renamed, and `meta.json` is rewritten after each one, so a killed build resumes at the next shard and a
-reader never sees half a file. `ShardSet` checks every shard's header against the metadata when it opens
-(cheap); `verify()` also checks the hashes.
+identity (and, as `tokenizer_record`, where its weights are), the mixture's identity, the grid, and per shard:
+file name, row count, sha256, and a string of clip kinds ("v" video, "i" image) that picks each sequence's start
+token. Shards are written to a temporary name and renamed, and `meta.json` is rewritten after each one, so a
+killed build resumes at the next shard and a reader never sees half a file. `ShardSet` checks every shard's
+header against the metadata when it opens (cheap); `verify()` also checks the hashes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,8 +22,10 @@ import torch
 
 from ..common.errors import ConfigError, DataError, data_error
 from .data import Mixture
+from .schedule import eta
 from .tokenizers import Tokenizer, file_sha256, write_json
 
+logger = logging.getLogger(__name__)
 FORMAT = 1
 KIND_CODE = {"video": "v", "image": "i"}
 START_VIDEO, END, START_IMAGE = 1, 2, 3  # the paper's special token ids
@@ -35,9 +38,10 @@ def build_shards(
     out_dir: str | Path,
     num_clips: int,
     shard_size: int = 1024,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], object] | None = None,
 ) -> Path:
     """Sample `num_clips` clips from `mixture`, tokenise them and write shards; resumes a killed build."""
+    log = log or logger.info
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     h, w = tokenizer.grid(mixture.resolution)
@@ -52,7 +56,8 @@ def build_shards(
         "shard_size": shard_size,
     }
     meta = _resume_meta(out / "meta.json", header)
-    done = sum(s["count"] for s in meta["shards"])
+    meta["tokenizer_record"] = tokenizer.record(mixture.resolution)  # where its weights are: checkpoints keep it
+    done = first = sum(s["count"] for s in meta["shards"])
     start = time.time()
     while done < num_clips:
         rows, kinds = [], []
@@ -77,7 +82,8 @@ def build_shards(
         )
         write_json(out / "meta.json", meta)
         done += len(rows)
-        log(f"{name}: {done}/{num_clips} clips, {time.time() - start:.0f}s")
+        elapsed = time.time() - start
+        log(f"{name}: {done}/{num_clips} clips, {elapsed:.0f}s, eta {eta(elapsed, done - first, num_clips - done)}")
     meta["complete"] = True
     write_json(out / "meta.json", meta)
     return out
@@ -115,6 +121,10 @@ class ShardSet:
             raise data_error(self.root, "shard build did not finish (run `toto-pretrain shards` again to resume)")
         self.grid = tuple(self.meta["grid"])  # (T, h, w)
         self.tokenizer = self.meta["tokenizer"]
+        resolution = self.meta["mixture"]["resolution"]  # shards from before records: no weights path
+        self.tokenizer_record = self.meta.get(
+            "tokenizer_record", {**self.tokenizer, "weights": None, "resolution": resolution}
+        )
         self.token_dim = int(self.meta["token_dim"])
         self.arrays = [self._open(s) for s in self.meta["shards"]]
         self.kinds = "".join(s["kinds"] for s in self.meta["shards"])

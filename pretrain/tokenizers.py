@@ -14,8 +14,12 @@ Toto tokenises every frame on its own, so a tokeniser only sees images `(N, H, W
   pre-training works without downloaded weights. VQ-VAE rather than a Gumbel dVAE: its encoding is a
   deterministic nearest-code lookup, and it trains in minutes on a CPU without a temperature or KL schedule.
 
-`load_tokenizer("patch8" | "dvae:FILE" | "vq:DIR")` builds one from a spec string; the spec and the weights'
-hash are its `identity()`, which goes into every shard's metadata.
+`load_tokenizer("patch8" | "dvae:FILE" | "vq:DIR")` builds one from a spec string; its kind, sizes and the
+weights' sha256 are its `identity()`, which goes into every shard's metadata. A checkpoint stores `record()`:
+the identity plus where the weights are and the resolution trained at, and `from_record` rebuilds the very same
+tokeniser for evaluation (a missing file, or one whose sha256 differs, is a one-line CheckpointError). The
+backbone feeds normalised float frames; discrete tokenisers take them back to the exact uint8 pixels (`to_uint8`)
+and encode on the frames' device (`codes`), so evaluation sees the codes pre-training saw.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
+import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -36,7 +42,10 @@ from torch import nn
 
 from ..common.config import build_config
 from ..common.errors import CheckpointError, ConfigError
+from .configs import VQConfig
+from .schedule import eta
 
+logger = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -68,6 +77,42 @@ class Tokenizer(ABC):
     @abstractmethod
     def identity(self) -> dict:
         """JSON-able description (kind, sizes, weight hash) stored with every shard."""
+
+    @property
+    def weights(self) -> str | None:
+        """Absolute path of what `load_tokenizer` reads (a file or a directory); None when there are no weights."""
+        return None
+
+    def record(self, resolution: int) -> dict:
+        """What a checkpoint keeps to rebuild this tokeniser: identity, weights path, training resolution."""
+        return {**self.identity(), "weights": self.weights, "resolution": resolution}
+
+
+class DiscreteTokenizer(Tokenizer):
+    """A tokeniser whose tokens are codes from a network: `codes` runs it on a batch of uint8 frames."""
+
+    kind = "discrete"
+    device: str | torch.device = "cpu"
+    batch_size: int = 16  # frames per network call: bounds activation memory at 128 px and above
+
+    @abstractmethod
+    def network(self) -> nn.Module:
+        """The encoder module (moved to the frames' device on first use there)."""
+
+    @abstractmethod
+    def encode_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (n, 3, H, W) on the network's device -> (n, h, w) int64 codes."""
+
+    @torch.no_grad()
+    def codes(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 `(N, 3, H, W)` frames -> `(N, H/8, W/8)` int64 codes, on the frames' device."""
+        self.grid(frames.shape[-1])
+        self.network().to(frames.device)
+        return torch.cat([self.encode_batch(chunk) for chunk in frames.split(self.batch_size)])
+
+    def encode(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
+        x = _as_uint8_nchw(frames).to(self.device)
+        return self.codes(x).to(torch.int16).cpu().numpy()
 
 
 def _as_uint8_nchw(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -222,10 +267,9 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], path: str | P
     module.load_state_dict(state)
 
 
-class DVAETokenizer(Tokenizer):
+class DVAETokenizer(DiscreteTokenizer):
     """Discrete tokens from the DALL-E dVAE encoder: argmax over its 8192 code logits."""
 
-    kind = "discrete"
     patch_size = 8
 
     def __init__(self, weights: str | Path, device: str = "cpu", batch_size: int = 16):
@@ -234,18 +278,18 @@ class DVAETokenizer(Tokenizer):
         vocab = state["blocks.output.conv.w"].shape[0] if "blocks.output.conv.w" in state else 8192
         self.encoder = DVAEEncoder(n_hid=n_hid, vocab_size=vocab).eval().to(device)
         load_strict(self.encoder, state, weights)
-        self.vocab_size, self.weights, self.device, self.batch_size = vocab, str(weights), device, batch_size
-        self._sha = file_sha256(weights)
+        self.vocab_size, self.device, self.batch_size = vocab, device, batch_size
+        self._path, self._sha = str(Path(weights).resolve()), file_sha256(weights)
 
-    @torch.no_grad()
-    def encode(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
-        x = _as_uint8_nchw(frames)
-        self.grid(x.shape[-1])
-        out = []
-        for chunk in x.split(self.batch_size):
-            logits = self.encoder(chunk.to(self.device).float() / 255.0)
-            out.append(logits.argmax(dim=1).to(torch.int16).cpu())
-        return torch.cat(out).numpy()
+    def network(self) -> nn.Module:
+        return self.encoder
+
+    def encode_batch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x.float() / 255.0).argmax(dim=1)
+
+    @property
+    def weights(self) -> str:
+        return self._path
 
     def identity(self) -> dict:
         return {"kind": "dvae", "patch_size": 8, "vocab_size": self.vocab_size, "sha256": self._sha}
@@ -254,19 +298,6 @@ class DVAETokenizer(Tokenizer):
 # ---------------------------------------------------------------------------------------------------------------
 # A small VQ-VAE (8x downsampling) that trains on a CPU: strided-conv encoder, nearest-code quantiser with the
 # straight-through gradient, codebook + commitment losses, and restarts of codes unused for `restart_every` steps.
-
-
-@dataclass(frozen=True)
-class VQConfig:
-    codes: int = 512  # vocabulary size
-    code_dim: int = 32
-    hidden: int = 64
-    steps: int = 2000
-    batch_size: int = 32
-    lr: float = 2e-3
-    beta: float = 0.25  # commitment weight
-    restart_every: int = 100
-    seed: int = 0
 
 
 class VQVAE(nn.Module):
@@ -301,10 +332,12 @@ class VQVAE(nn.Module):
         )
 
 
-def train_vq(mixture, out: str | Path, cfg: VQConfig, log=print) -> Path:
+def train_vq(mixture, out: str | Path, cfg: VQConfig, log: Callable[[str], object] | None = None) -> Path:
     """Train a VQ-VAE on single frames of `mixture` (frames=1) and write vq.safetensors + vq.json to `out`."""
     from safetensors.torch import save_file
 
+    log = log or logger.info
+    began = time.perf_counter()
     torch.manual_seed(cfg.seed)
     model = VQVAE(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -325,7 +358,9 @@ def train_vq(mixture, out: str | Path, cfg: VQConfig, log=print) -> Path:
                 dead = (~used).nonzero().flatten()
                 pick = torch.randint(len(z), (len(dead),), generator=gen)
                 model.codebook[dead] = z[pick]
-            log(f"vq step {step + 1}: loss {loss.item():.4f}, {int(used.sum())}/{cfg.codes} codes used")
+            left = eta(time.perf_counter() - began, step + 1, cfg.steps - step - 1)
+            codes_used = f"{int(used.sum())}/{cfg.codes} codes used"
+            log(f"vq step {step + 1}/{cfg.steps}: loss {loss.item():.4f}, {codes_used}, eta {left}")
             used.zero_()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -334,10 +369,9 @@ def train_vq(mixture, out: str | Path, cfg: VQConfig, log=print) -> Path:
     return out
 
 
-class VQTokenizer(Tokenizer):
+class VQTokenizer(DiscreteTokenizer):
     """Discrete tokens from a VQ-VAE trained by `toto-pretrain tokenizer` (a directory with vq.json + weights)."""
 
-    kind = "discrete"
     patch_size = 8
 
     def __init__(self, directory: str | Path, device: str = "cpu"):
@@ -353,14 +387,17 @@ class VQTokenizer(Tokenizer):
         self.model = VQVAE(self.cfg).eval().to(device)
         load_strict(self.model, read_state_dict(directory / "vq.safetensors"), directory / "vq.safetensors")
         self.vocab_size, self.device = self.cfg.codes, device
-        self._sha = file_sha256(directory / "vq.safetensors")
+        self._path, self._sha = str(directory.resolve()), file_sha256(directory / "vq.safetensors")
 
-    @torch.no_grad()
-    def encode(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
-        x = _as_uint8_nchw(frames)
-        self.grid(x.shape[-1])
-        z = self.model.encoder(x.to(self.device).float() / 127.5 - 1.0)
-        return self.model.quantize(z).to(torch.int16).cpu().numpy()
+    def network(self) -> nn.Module:
+        return self.model
+
+    def encode_batch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.quantize(self.model.encoder(x.float() / 127.5 - 1.0))
+
+    @property
+    def weights(self) -> str:
+        return self._path
 
     def identity(self) -> dict:
         return {"kind": "vq", "patch_size": 8, "vocab_size": self.vocab_size, "sha256": self._sha}
@@ -379,6 +416,51 @@ def load_tokenizer(spec: str, device: str = "cpu") -> Tokenizer:
     if kind == "vq" and arg:
         return VQTokenizer(arg, device=device)
     raise ConfigError(f"unknown tokeniser {spec!r} (expected patch8, dvae:WEIGHTS or vq:DIR)")
+
+
+IDENTITY_KEYS = ("kind", "patch_size", "vocab_size", "token_dim", "sha256")
+
+
+def same_tokenizer(a: dict, b: dict) -> bool:
+    """Whether two identities or records name the same tokeniser (paths and resolutions may differ)."""
+    return all(a.get(k) == b.get(k) for k in IDENTITY_KEYS)
+
+
+def from_record(record: dict, where: str | Path, device: str = "cpu") -> Tokenizer:
+    """The tokeniser a checkpoint's record names, checked against the recorded sha256.
+
+    `where` (the checkpoint) goes into every error; a relative weights path is relative to it.
+    """
+    kind = record.get("kind")
+    if kind == "patch":
+        return PatchTokenizer(int(record.get("patch_size", 8)))
+    if kind not in ("dvae", "vq"):
+        raise CheckpointError(f"{where}: unknown tokeniser kind {kind!r} in the checkpoint (patch, dvae or vq)")
+    if not record.get("weights"):
+        raise CheckpointError(f"{where}: the checkpoint records no {kind} tokeniser weights path (re-export it)")
+    path = Path(record["weights"])
+    path = path if path.is_absolute() else Path(where) / path
+    if not path.exists():
+        raise CheckpointError(
+            f"{path}: {kind} tokeniser weights not found (checkpoint {where} was trained with sha256 "
+            f"{str(record.get('sha256'))[:12]}...; put the file back there)"
+        )
+    tokenizer = load_tokenizer(f"{kind}:{path}", device)
+    if not same_tokenizer(tokenizer.identity(), record):
+        raise CheckpointError(
+            f"{path}: sha256 {tokenizer.identity()['sha256'][:12]}... differs from the {kind} tokeniser checkpoint "
+            f"{where} was trained with ({str(record.get('sha256'))[:12]}...): not the same weights"
+        )
+    return tokenizer
+
+
+def to_uint8(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """Normalised float frames `(..., 3, H, W)` -> the uint8 pixels they were made from (exact: rounding undoes
+    the float error of normalising, which is far below half a grey level)."""
+    shape = (3, 1, 1)
+    m = torch.tensor(mean, device=x.device, dtype=torch.float32).view(shape)
+    s = torch.tensor(std, device=x.device, dtype=torch.float32).view(shape)
+    return ((x.float() * s + m) * 255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def write_json(path: Path, obj: dict) -> None:

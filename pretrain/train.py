@@ -9,7 +9,7 @@ regressed (MSE on per-patch normalised pixels); the end token is left out there 
 it cannot change any other position and it has no patch to predict.
 
 Exact resume: a checkpoint (every `ckpt_every` steps, directory renamed into place, then `latest` updated) holds
-the weights (safetensors + JSON config, via `checkpoint.save_checkpoint`), the optimizer state, and the step.
+the weights (safetensors + JSON config, via `checkpoint.save`), the optimizer state, and the step.
 The data order and learning rate are pure functions of the step (`schedule.py`), so a restarted run replays
 exactly the remaining steps: the same loss curve, bit for bit on the same machine. Logs after the checkpoint are
 truncated on resume. A resume whose config differs from the checkpoint's is refused before anything is written.
@@ -20,11 +20,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,54 +40,32 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from ..common.errors import CheckpointError, ConfigError
-from .archs import arch_for_config, get_arch, load_state_into, read_config
-from .archs import save as save_checkpoint
-from .model import Toto, TotoConfig
-from .schedule import BatchPlan, DataOrder, lr_at, peak_flops
+from . import checkpoint
+from .archs import arch_for_config, get_arch
+from .configs import TrainConfig
+from .decoder import Decoder, DecoderConfig
+from .schedule import BatchPlan, DataOrder, eta, lr_at, peak_flops
 from .shards import CODE_OFFSET, END, ShardSet, make_batch, seq_len
-from .tokenizers import IMAGENET_MEAN, IMAGENET_STD, patch_inputs, patch_targets, write_json
+from .tokenizers import IMAGENET_MEAN, IMAGENET_STD, patch_inputs, patch_targets, same_tokenizer, write_json
 
 # Settings that may change between a run and its resume without changing the numbers.
 RESUME_MAY_DIFFER = ("out", "log_every", "ckpt_every", "keep_checkpoints", "threads", "peak_tflops", "quiet")
+log = logging.getLogger(__name__)
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a pre-training run depends on; stored in every checkpoint and compared on resume."""
+def model_config(cfg: TrainConfig, shards: ShardSet) -> DecoderConfig:
+    """The size's architecture, fitted to the shards: patch width or vocabulary, positions, RoPE base.
 
-    shards: str  # token shard directory (`toto-pretrain shards`)
-    out: str  # run directory: checkpoints/, metrics.csv, frame_loss.csv
-    model: str = "test"  # a size of the architecture: test, tiny (all); base, large, 1b (toto)
-    arch: str = "toto"  # toto, gpt2 or mamba (pretrain/archs.py): the paper's Table 6 ablations
-    steps: int = 1000
-    batch_tokens: int = 8192  # global batch in tokens, rounded down to whole sequences
-    micro_batch: int = 4  # sequences per forward pass on one rank
-    lr: float = 3e-4
-    warmup_steps: int = 2000
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    weight_decay: float = 0.1  # on matrices only (norm gains are not decayed)
-    beta1: float = 0.9
-    beta2: float = 0.95
-    clip_grad: float = 1.0
-    seed: int = 0  # model init and data order
-    rope_base: float = 0.0  # > 0: override the size's RoPE base (resolution fine-tuning: 50000)
-    init_from: str = ""  # start from these weights with a fresh optimizer (resolution fine-tuning)
-    fsdp: bool = False  # shard parameters (FSDP2) instead of replicating them (DDP); `1b` turns it on
-    log_every: int = 10
-    ckpt_every: int = 200
-    keep_checkpoints: int = 2
-    threads: int = 0  # torch CPU threads per process (0 = torch's default)
-    peak_tflops: float = 0.0  # per-device peak for MFU (0 = look up the GPU's bf16 peak; CPU: not reported)
-    quiet: bool = False
-
-
-def model_config(cfg: TrainConfig, shards: ShardSet) -> TotoConfig:
-    """The size's architecture, fitted to the shards: patch width or vocabulary, sequence length, RoPE base."""
+    Positions cover the evaluated sequence, start + frames + end (training leaves the end token out for patch
+    tokens): only GPT-2's learned table depends on it, and the backbone runs the full layout.
+    """
     sizes = get_arch(cfg.arch).sizes
     if cfg.model not in sizes:
         raise ConfigError(f"unknown {cfg.arch} model size {cfg.model!r} (known: {', '.join(sizes)})")
     base = sizes[cfg.model]
-    changes: dict = {"max_seq_len": max(base.max_seq_len, seq_len(shards))}
+    t, h, w = shards.grid
+    changes: dict = {"max_seq_len": max(base.max_seq_len, t * h * w + 2, cfg.max_seq_len)}
     if shards.continuous:
         changes.update(patch_dim=shards.token_dim, vocab_size=CODE_OFFSET)
     else:
@@ -102,7 +80,7 @@ def model_config(cfg: TrainConfig, shards: ShardSet) -> TotoConfig:
 class SequenceLoss(nn.Module):
     """The whole training forward in one module, so DDP/FSDP wrap embeddings, trunk and heads together."""
 
-    def __init__(self, toto: Toto):
+    def __init__(self, toto: Decoder):
         super().__init__()
         self.toto = toto
 
@@ -141,7 +119,7 @@ def setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def wrap_model(toto: Toto, cfg: TrainConfig, world: int, device: torch.device) -> nn.Module:
+def wrap_model(toto: Decoder, cfg: TrainConfig, world: int, device: torch.device) -> nn.Module:
     """`SequenceLoss(toto)`, replicated (DDP) or sharded block by block (FSDP2) across ranks."""
     model = SequenceLoss(toto)
     if world == 1:
@@ -182,27 +160,27 @@ def latest_checkpoint(out: Path) -> Path | None:
     return ckpt
 
 
-def check_resume(ckpt: Path, cfg: TrainConfig, arch: TotoConfig) -> dict:
+def check_resume(ckpt: Path, cfg: TrainConfig, arch: DecoderConfig) -> dict:
     """The checkpoint's trainer state, after checking it was written by this same run configuration."""
     try:
         state = json.loads((ckpt / "trainer.json").read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{ckpt / 'trainer.json'}: unreadable ({err})") from None
-    old, new = {"arch": "toto", **state["config"]}, dataclasses.asdict(cfg)  # runs from before --arch
+    old, new = {**DEFAULTS, **state["config"]}, dataclasses.asdict(cfg)  # a field added since: its default
     for key in sorted(set(old) | set(new)):
         if key not in RESUME_MAY_DIFFER and old.get(key) != new.get(key):
             raise CheckpointError(
                 f"{ckpt}: cannot resume with a different config ({key}: {old.get(key)!r} -> {new.get(key)!r}); "
                 "use the same settings or a new --out"
             )
-    _, stored, _ = read_config(ckpt)
+    _, stored, _ = checkpoint.read_config(ckpt)
     if stored != arch:
         raise CheckpointError(f"{ckpt}: the checkpoint's architecture does not match the shards and model size")
     return state
 
 
 def save_state(
-    out: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer, arch: TotoConfig, extra: dict
+    out: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer, arch: DecoderConfig, extra: dict
 ) -> None:
     """Write checkpoints/step_N (weights, config, optimizer, trainer.json) then point `latest` at it."""
     weights = {k.removeprefix(PREFIX): v for k, v in get_model_state_dict(model, options=FULL).items()}
@@ -214,7 +192,7 @@ def save_state(
         with torch.device("meta"):
             shell = arch_for_config(arch).model(arch)
         shell.load_state_dict(weights, assign=True)
-        save_checkpoint(tmp, shell, extra={**extra, "step": step})
+        checkpoint.save(tmp, shell, extra={**extra, "step": step})
         torch.save(optim, tmp / "optimizer.pt")
         write_json(tmp / "trainer.json", {"step": step, "config": extra["train_config"], "loader": extra["loader"]})
         if final.exists():  # written by a run killed before it updated `latest`: newer than the resume point
@@ -241,13 +219,13 @@ def load_state(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer) -> None
     set_optimizer_state_dict(model, opt, optim, options=StateDictOptions(full_state_dict=True))
 
 
-def init_from(toto: Toto, path: str, shards: ShardSet) -> None:
+def init_from(toto: Decoder, path: str, shards: ShardSet) -> None:
     """Fine-tuning start: weights from another checkpoint (same shapes; RoPE base and length may differ)."""
-    _, _, extra = read_config(path, expect=arch_for_config(toto.config).name)
+    _, _, extra = checkpoint.read_config(path, expect=arch_for_config(toto.config).name)
     theirs, ours = extra.get("tokenizer"), shards.tokenizer
-    if theirs is not None and theirs != ours:
+    if theirs is not None and not same_tokenizer(theirs, ours):
         raise CheckpointError(f"{path}: trained with tokeniser {theirs}, but the shards use {ours}")
-    load_state_into(toto, path)
+    checkpoint.load_state_into(toto, path)
 
 
 # --- logs ------------------------------------------------------------------------------------------------------
@@ -330,22 +308,17 @@ def train(cfg: TrainConfig) -> list[float]:
         start = int(state["step"])
     out.mkdir(parents=True, exist_ok=True)
     order = DataOrder(len(shards), cfg.seed)
-    log = RunLog(out, start, shards.grid[0], enabled=rank == 0)
-    extra = {
-        "train_config": dataclasses.asdict(cfg),
-        "tokenizer": shards.tokenizer,
-        "shards": {"path": str(cfg.shards), "grid": list(shards.grid), "mixture": shards.meta["mixture"]},
-        "data": data_recipe(shards),
-        "keep": cfg.keep_checkpoints,
-    }
+    run_log = RunLog(out, start, shards.grid[0], enabled=rank == 0)
+    extra = checkpoint_extra(cfg, shards)
     flops_per_step = 3 * toto.flops_per_token(plan.seq_len) * plan.tokens  # forward + backward
     peak = world * peak_flops(torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", cfg.peak_tflops)
-    if rank == 0 and not cfg.quiet:
-        print(
-            f"{cfg.model}: {toto.num_params() / 1e6:.2f}M params, {plan.sequences} x {plan.seq_len} tokens/step, "
-            f"{world} rank(s) x {plan.accum} micro-batches of {plan.micro_batch}, steps {start}..{cfg.steps}"
-        )
-    losses, window, since = [], time.perf_counter(), start
+    if rank == 0:
+        log.info(
+            "%s %s: %.2fM params, %d x %d tokens/step, %d rank(s) x %d micro-batches of %d, steps %d..%d",
+            cfg.arch, cfg.model, toto.num_params() / 1e6, plan.sequences, plan.seq_len, world, plan.accum,
+            plan.micro_batch, start, cfg.steps,
+        )  # fmt: skip
+    losses, window, since, began = [], time.perf_counter(), start, time.perf_counter()
     for step in range(start, cfg.steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
@@ -359,10 +332,14 @@ def train(cfg: TrainConfig) -> list[float]:
             loss, frame_loss = mean_over_ranks(loss, frame_loss, world, device)
             seconds = time.perf_counter() - window
             row = metrics_row(done, float(loss), float(norm), opt, plan, flops_per_step, seconds, done - since, peak)
-            log.write(row, [float(x) for x in frame_loss])
+            run_log.write(row, [float(x) for x in frame_loss])
             losses.append(row["loss"])
-            if rank == 0 and not cfg.quiet:
-                print(f"step {done}: loss {row['loss']:.4f} lr {row['lr']:.2e} {row['tokens_per_s']} tok/s", flush=True)
+            if rank == 0:
+                left = eta(time.perf_counter() - began, done - start, cfg.steps - done)
+                log.info(
+                    "step %d/%d: loss %.4f lr %.2e %s tok/s, eta %s",
+                    done, cfg.steps, row["loss"], row["lr"], row["tokens_per_s"], left,
+                )  # fmt: skip
             window, since = time.perf_counter(), done
         if done % cfg.ckpt_every == 0 or done == cfg.steps:
             save_state(out, done, model, opt, arch, {**extra, "loader": order.state(plan, done)})
@@ -370,6 +347,17 @@ def train(cfg: TrainConfig) -> list[float]:
     if dist.is_initialized():
         dist.destroy_process_group()
     return losses
+
+
+def checkpoint_extra(cfg: TrainConfig, shards: ShardSet) -> dict:
+    """What every checkpoint of the run records besides the weights: config, tokeniser, data recipe."""
+    return {
+        "train_config": dataclasses.asdict(cfg),
+        "tokenizer": {**shards.tokenizer_record, "code_offset": CODE_OFFSET},  # the backbone rebuilds it from this
+        "shards": {"path": str(cfg.shards), "grid": list(shards.grid), "mixture": shards.meta["mixture"]},
+        "data": data_recipe(shards),
+        "keep": cfg.keep_checkpoints,
+    }
 
 
 def mean_over_ranks(loss: torch.Tensor, frame_loss: torch.Tensor, world: int, device: torch.device) -> tuple:

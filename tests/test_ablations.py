@@ -7,6 +7,7 @@ Models are test-sized or smaller and sequences a few dozen tokens, so the whole 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -15,8 +16,7 @@ import torch
 from toto_eval.backbones.ablations import DecoderBackbone  # importing registers gpt2_* and mamba_*
 from toto_eval.common.errors import CheckpointError, ConfigError
 from toto_eval.harness.registry import BACKBONES
-from toto_eval.pretrain import archs
-from toto_eval.pretrain.checkpoint import save_checkpoint
+from toto_eval.pretrain import archs, checkpoint
 from toto_eval.pretrain.gpt2 import GPT2, GPT2Config
 from toto_eval.pretrain.mamba import Mamba, MambaConfig, selective_scan_chunked, selective_scan_sequential
 from toto_eval.pretrain.model import Toto
@@ -142,16 +142,16 @@ def test_one_batch_overfit(model: torch.nn.Module) -> None:
 @torch.no_grad()
 def test_checkpoint_round_trip(model: torch.nn.Module, tmp_path) -> None:
     name = type(model).__name__.lower()
-    archs.save(tmp_path / "ck", model, extra={"step": 7})
+    checkpoint.save(tmp_path / "ck", model, extra={"step": 7})
     meta = json.loads((tmp_path / "ck" / "config.json").read_text())
     assert meta["arch"] == name and meta["extra"] == {"step": 7}
-    loaded = archs.load(tmp_path / "ck", expect=name)
+    loaded = checkpoint.load(tmp_path / "ck", expect=name)
     assert type(loaded) is type(model) and loaded.config == model.config
     h = _embeddings(model)
     torch.testing.assert_close(loaded(h), model(h), rtol=0, atol=0)
     other = "mamba" if name == "gpt2" else "gpt2"
     with pytest.raises(CheckpointError, match=f"a {name} checkpoint, but this model is {other}"):
-        archs.load(tmp_path / "ck", expect=other)
+        checkpoint.load(tmp_path / "ck", expect=other)
 
 
 def test_archs_registry_and_toto_checkpoints(tmp_path) -> None:
@@ -163,10 +163,10 @@ def test_archs_registry_and_toto_checkpoints(tmp_path) -> None:
     with pytest.raises(ConfigError):
         archs.get_arch("mamba").build("test", not_a_field=1)
     toto = archs.get_arch("toto").build("test")
-    save_checkpoint(tmp_path / "toto", toto)  # checkpoint.py's own writer: archs reads it too
-    arch, config, _ = archs.read_config(tmp_path / "toto")
+    checkpoint.save(tmp_path / "toto", toto)
+    arch, config, _ = checkpoint.read_config(tmp_path / "toto")
     assert arch.name == "toto" and config == toto.config
-    assert isinstance(archs.load(tmp_path / "toto"), Toto)
+    assert isinstance(checkpoint.load(tmp_path / "toto"), Toto)
 
 
 @pytest.mark.parametrize("name", ["gpt2_test", "mamba_test"])
@@ -200,7 +200,7 @@ def test_tiny_backbones_from_checkpoint(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="--random-init"):
         BACKBONES.get("gpt2_tiny")()
     model = archs.get_arch("mamba").build("test", patch_dim=192, seed=4)
-    archs.save(tmp_path / "m", model, extra={"data": {"patch_size": 8, "resolution": 32, "frames": 4}})
+    checkpoint.save(tmp_path / "m", model, extra={"data": {"patch_size": 8, "resolution": 32, "frames": 4}})
     bb = BACKBONES.get("mamba_tiny")(checkpoint=str(tmp_path / "m"))
     assert bb.preprocess.resolution == 32 and bb.checkpoint == str(tmp_path / "m")
     assert torch.equal(bb.model.output.weight, model.output.weight)
@@ -208,3 +208,13 @@ def test_tiny_backbones_from_checkpoint(tmp_path) -> None:
         BACKBONES.get("gpt2_tiny")(checkpoint=str(tmp_path / "m"))
     with torch.device("meta"):
         assert BACKBONES.get("gpt2_tiny")(random_init=True).random_init
+
+
+@torch.no_grad()
+def test_only_learned_positions_limit_the_length() -> None:
+    """GPT-2's table is a hard limit whose error names the flag that sizes it; Mamba (and Toto) run past it."""
+    gpt2 = GPT2(dataclasses.replace(SMALL["gpt2"], max_seq_len=8))
+    with pytest.raises(ConfigError, match=r"9 tokens .*learned position table \(max_seq_len=8\).*--max-seq-len 9"):
+        gpt2(torch.zeros(1, 9, 32))
+    mamba = Mamba(dataclasses.replace(SMALL["mamba"], max_seq_len=8))
+    assert mamba(torch.zeros(1, 9, 32)).shape == (1, 9, 32)

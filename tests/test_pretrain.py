@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from PIL import Image
 
 from toto_eval.common.errors import CheckpointError, ConfigError, DataError
 from toto_eval.pretrain import data, scaling, schedule, shards, tokenizers, train
-from toto_eval.pretrain.checkpoint import load_checkpoint, save_checkpoint
+from toto_eval.pretrain.checkpoint import load, read_config, save
 from toto_eval.pretrain.model import TOTO_CONFIGS, Toto
 
 GOLDEN = Path(__file__).parent / "assets" / "pretrain_golden_test.txt"
@@ -51,7 +52,7 @@ def make_shards(root: Path, tokenizer: tokenizers.Tokenizer | None = None) -> Pa
 
 def golden_config(shard_dir: Path, out: Path, **changes) -> train.TrainConfig:
     values = dict(model="test", steps=20, batch_tokens=4 * 65, micro_batch=2, warmup_steps=5, log_every=1)
-    values.update(ckpt_every=5, threads=1, quiet=True)
+    values.update(ckpt_every=5, threads=1)
     values.update(changes)
     return train.TrainConfig(shards=str(shard_dir), out=str(out), **values)
 
@@ -200,11 +201,9 @@ def test_checkpoint_is_a_loadable_toto_with_its_provenance(golden_run):
     ckpt = golden_run / "checkpoints" / "step_0000020"
     assert (golden_run / "latest").read_text() == "step_0000020"
     assert sorted(p.name for p in (golden_run / "checkpoints").iterdir()) == ["step_0000015", "step_0000020"]
-    model = load_checkpoint(ckpt)
+    model = load(ckpt)
     assert model.config.patch_dim == 192 and model.config.vocab_size == shards.CODE_OFFSET
-    from toto_eval.pretrain.checkpoint import read_config
-
-    _, extra = read_config(ckpt)
+    _, _, extra = read_config(ckpt)
     assert (
         extra["tokenizer"]["kind"] == "patch"
         and extra["step"] == 20
@@ -247,7 +246,7 @@ def test_resume_with_a_different_config_is_refused_and_nothing_is_overwritten(pa
 
 def test_init_from_a_checkpoint_of_another_architecture_is_refused(patch_shards, tmp_path):
     other = Toto(TOTO_CONFIGS["test"].__class__(dim=32, n_layers=2, n_heads=2, vocab_size=4, patch_dim=192))
-    save_checkpoint(tmp_path / "other", other, extra={"tokenizer": tokenizers.PatchTokenizer(8).identity()})
+    save(tmp_path / "other", other, extra={"tokenizer": tokenizers.PatchTokenizer(8).identity()})
     with pytest.raises(CheckpointError, match="model.safetensors: tensor"):
         train.train(golden_config(patch_shards, tmp_path / "run", init_from=str(tmp_path / "other")))
     assert not (tmp_path / "run" / "checkpoints").exists()
@@ -261,11 +260,22 @@ def test_resolution_finetune_starts_from_weights_with_a_new_rope_base(golden_run
     init = golden_run / "checkpoints" / "step_0000020"
     cfg = golden_config(hi, root / "run", steps=2, batch_tokens=2 * 129, micro_batch=2, warmup_steps=1)
     train.train(train.TrainConfig(**{**cfg.__dict__, "init_from": str(init), "rope_base": 50000.0}))
-    tuned = load_checkpoint(root / "run" / "checkpoints" / "step_0000002")
+    tuned = load(root / "run" / "checkpoints" / "step_0000002")
     assert tuned.config.rope_base == 50000.0 and tuned.config.max_seq_len >= 129
-    start = load_checkpoint(init)
+    start = load(init)
     assert not torch.equal(tuned.layers[0].attention.wq.weight, start.layers[0].attention.wq.weight)
     assert (tuned.layers[0].attention.wq.weight - start.layers[0].attention.wq.weight).abs().max() < 0.05
+
+
+def test_positions_cover_the_evaluated_layout_and_max_seq_len_raises_them(patch_shards):
+    """start + 64 patches + end = 66 < the test size's 1024; --max-seq-len asks for more (GPT-2's table); the
+    paper's layout needs 4098 (the end token included, though patch training leaves it out)."""
+    cfg = golden_config(patch_shards, Path("unused"), arch="gpt2")
+    assert train.model_config(cfg, shards.ShardSet(patch_shards)).max_seq_len == 1024
+    cfg = golden_config(patch_shards, Path("unused"), arch="gpt2", max_seq_len=5000)
+    assert train.model_config(cfg, shards.ShardSet(patch_shards)).max_seq_len == 5000
+    paper = SimpleNamespace(grid=(16, 16, 16), continuous=True, token_dim=192)  # 16 frames of 128 px, patch8
+    assert train.model_config(golden_config(patch_shards, Path("unused")), paper).max_seq_len == 4098
 
 
 def test_discrete_tokens_train_with_next_token_cross_entropy(tmp_path):
@@ -278,7 +288,25 @@ def test_discrete_tokens_train_with_next_token_cross_entropy(tmp_path):
     losses = train.train(cfg)
     # untrained: close to log(vocabulary) = log(16 + 4 special ids)
     assert len(losses) == 3 and abs(losses[0] - np.log(20)) < 0.5
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "step_0000003").config.vocab_size == 20
+    ckpt = tmp_path / "run" / "checkpoints" / "step_0000003"
+    assert load(ckpt).config.vocab_size == 20
+    # the checkpoint records its tokeniser, and the backbone built from it sees exactly the training sequence
+    record = read_config(ckpt)[2]["tokenizer"]
+    sha = tokenizers.file_sha256(tmp_path / "vq" / "vq.safetensors")
+    assert record == {"kind": "vq", "patch_size": 8, "vocab_size": 16, "sha256": sha, "code_offset": 4,
+                      "weights": str((tmp_path / "vq").resolve()), "resolution": 32}  # fmt: skip
+    from toto_eval.harness.evaluate import create_backbone
+
+    backbone = create_backbone("toto_test", checkpoint=ckpt)
+    assert backbone.preprocess.tokenizer == "vq" and backbone.config()["tokenizer"]["sha256"] == sha
+    clip = data.Mixture([data.SourceSpec("image", str(tmp_path / "d" / "images"))], 4, 4, 32, seed=0).sample(0)
+    frames = backbone.preprocess.normalize(torch.from_numpy(clip.frames).permute(0, 3, 1, 2))[None]  # (1, 4, 3, 32, 32)
+    ids = torch.from_numpy(shards.ShardSet(shard_dir).tokens(0).copy()).long().flatten() + shards.CODE_OFFSET
+    ids = torch.cat([torch.tensor([shards.START_VIDEO]), ids, torch.tensor([shards.END])])  # 4 frames: a video
+    with torch.no_grad():
+        seq, grid = backbone.embed(frames)
+        torch.testing.assert_close(seq[0], backbone.model.embed_tokens(ids), rtol=0, atol=0)
+    assert grid == (4, 4, 4)
 
 
 # --- scaling ---------------------------------------------------------------------------------------------------
@@ -341,7 +369,7 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(patch_shards, go
     assert done.returncode == 0, done.stderr[-3000:]
     np.testing.assert_allclose(train.read_losses(tmp_path / "run"), train.read_losses(golden_run)[:6], rtol=1e-5)
     # the checkpoint holds the full (unsharded) weights and resumes in a single process
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "step_0000006").config.patch_dim == 192
+    assert load(tmp_path / "run" / "checkpoints" / "step_0000006").config.patch_dim == 192
 
 
 def test_cli_prints_one_line_errors_and_fits_scaling_runs(tmp_path, capsys):
