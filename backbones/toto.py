@@ -72,6 +72,16 @@ class DecoderBackbone(Backbone):
             out["tokenizer"] = {**self.tokenizer.identity(), "code_offset": self.code_offset}
         return out
 
+    def flops_per_view(self, frames: int, height: int, width: int) -> float:
+        """The decoder's own count over the whole sequence (start, frame tokens, end), attention included; the
+        output heads are not run when features are taken, so they are left out."""
+        t, h, w = self.token_grid(frames, height, width)
+        length = t * h * w + 2
+        heads = sum(
+            p.numel() for m in (self.model.output, self.model.patch_head) if m is not None for p in m.parameters()
+        )
+        return (self.model.flops_per_token(length) - 2.0 * heads) * length
+
     def embed_frames(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """(B, T, C, H, W) -> frame tokens embedded (B, T*h*w, D), raster order per frame, and the grid (T, h, w)."""
         b, t = x.shape[:2]

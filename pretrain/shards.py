@@ -106,8 +106,13 @@ def read_meta(path: Path) -> dict:
         raise data_error(path, "no shard metadata (build shards with `toto-pretrain shards`)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise data_error(path, f"corrupt shard metadata ({err})") from None
+    if not isinstance(meta, dict):
+        raise data_error(path, "corrupt shard metadata (not a JSON object)")
     if meta.get("format") != FORMAT:
         raise data_error(path, f"shard format {meta.get('format')!r}, this version reads {FORMAT}")
+    for key, kind in (("grid", list), ("tokenizer", dict), ("shards", list), ("dtype", str), ("token_dim", int)):
+        if not isinstance(meta.get(key), kind):
+            raise data_error(path, f"corrupt shard metadata ({key!r} missing or not a {kind.__name__})")
     return meta
 
 
@@ -121,7 +126,7 @@ class ShardSet:
             raise data_error(self.root, "shard build did not finish (run `toto-pretrain shards` again to resume)")
         self.grid = tuple(self.meta["grid"])  # (T, h, w)
         self.tokenizer = self.meta["tokenizer"]
-        resolution = self.meta["mixture"]["resolution"]  # shards from before records: no weights path
+        resolution = self.meta.get("mixture", {}).get("resolution")  # shards from before records: no weights path
         self.tokenizer_record = self.meta.get(
             "tokenizer_record", {**self.tokenizer, "weights": None, "resolution": resolution}
         )

@@ -187,7 +187,7 @@ def test_training_resume_optimizer_state_error_is_one_line(tmp_path, marker):
 def test_token_shards(tmp_path, marker, kind):
     from toto_eval.pretrain.shards import FORMAT, ShardSet
 
-    meta = {"format": FORMAT, "complete": True, "grid": [1, 1, 1], "tokenizer": "patch", "token_dim": 0,
+    meta = {"format": FORMAT, "complete": True, "grid": [1, 1, 1], "tokenizer": {"kind": "vq"}, "token_dim": 0,
             "dtype": "int32", "shards": [{"file": "shard_00000.npy", "count": 2, "kinds": "vv"}]}  # fmt: skip
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     path = tmp_path / "shard_00000.npy"
