@@ -1,6 +1,6 @@
 """How the positive controls learn: a classifier on clips, or correspondence by label propagation (DAVIS).
 
-`train_classifier`: mean-pooled last layer -> linear head, cross-entropy with label smoothing, one random view
+`train_classifier`: attention-pooled last layer -> linear head, cross-entropy with label smoothing, one random view
 per sample and step. `train_correspondence`: the DAVIS control is trained to do exactly what the task asks of
 its features: the labels of a frame's tokens are propagated from another frame of the same train sequence by a
 softmax over cosine similarities (temperature 0.1, the DINO preset's), and the cross-entropy against the true

@@ -8,14 +8,17 @@ their features are cached and a fresh probe is trained on them. A task whose con
 floors cannot rank anything and must be redesigned. A control's score on any other task means nothing; it is not
 a pre-trained model, and its results say so (`supervised_control` in its config, hence in its fingerprint).
 
-The network (`ControlNet`) is a small shift-MLP video network: a patch embedding (8 x 8 pixels per token, plus two
-coordinate channels so tokens know where they are: CATER's label is a position), then `blocks` residual blocks
+The network (`ControlNet`) is a small shift-MLP video network: a patch embedding of 8 x 8 pixels per token (RGB,
+the frame's difference from the previous one, so motion smaller than a token is visible, and two coordinate
+channels, so tokens know where they are: CATER's label is a position), then `blocks` residual blocks
 that shift channel groups one token along time, height and width and apply a pointwise MLP, on the
-`(T, H/8, W/8)` grid. Layer i is block i's output. Training: mean-pooled last layer -> linear classifier,
-cross-entropy with label smoothing, AdamW, warm-up and cosine decay, a fixed seed. Weights are trained on first
-use and cached in `<cache>/controls/<name>-mini<version>-<recipe hash>.safetensors` (`<cache>` is
-`$TOTO_EVAL_CACHE_DIR`, else `~/.cache/toto-eval`), so a changed mini dataset (its generator version) or recipe
-retrains. `--checkpoint FILE` loads given weights; `--random-init` gives the untrained twin (another floor).
+`(T, H/8, W/8)` grid. Layer i is block i's output. Training: attention-pooled last layer (one learned query, as
+the probe pools) -> linear classifier, cross-entropy with label smoothing, AdamW, warm-up and cosine decay, a
+fixed seed. Weights are trained on first use and cached in
+`<cache>/controls/<name>-mini<version>-<recipe hash>.safetensors` (`<cache>` is `$TOTO_EVAL_CACHE_DIR`, else
+`~/.cache/toto-eval`), so a changed mini dataset (its generator version) or recipe retrains. `--checkpoint FILE`
+loads given weights; `--random-init` gives the untrained twin (another floor). `control_davis` is trained for
+correspondence instead (see `_control_train.train_correspondence`).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from ._weights import seeded
 
 log = logging.getLogger(__name__)
 
-CONTROL_FORMAT = 1  # bump when the architecture or the training loop changes: cached weights are then retrained
+CONTROL_FORMAT = 3  # bump when the architecture or the training loop changes: cached weights are then retrained
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -67,7 +70,7 @@ class ControlSpec:
 
 
 SPECS = {
-    "control_imagenet": ControlSpec("imagenet_probe", num_classes=10, epochs=15),
+    "control_imagenet": ControlSpec("imagenet_probe", num_classes=10, batch_size=64, lr=3e-3),
     "control_k400": ControlSpec("k400_probe", num_classes=12, frames=8, frame_stride=8),
     "control_cater": ControlSpec("cater", num_classes=36, frames=16, frame_stride=2),
     "control_davis": ControlSpec("davis", num_classes=0, epochs=10, lr=1e-3),  # correspondence, no classes
@@ -115,10 +118,12 @@ class ControlNet(Backbone):
         self.name, self.spec = name, spec
         self.num_layers, self.embed_dim, self.num_heads = spec.blocks, spec.width, 8
         self.preprocess = Preprocess(spec.resolution, spec.frames, spec.frame_stride, IMAGENET_MEAN, IMAGENET_STD)
-        self.embed = nn.Conv2d(5, spec.width, self.patch_size, stride=self.patch_size)  # RGB + (x, y) coordinates
+        # RGB, its change since the previous frame (motion, sub-token displacements), and (x, y) coordinates
+        self.embed = nn.Conv2d(8, spec.width, self.patch_size, stride=self.patch_size)
         self.embed_norm = nn.LayerNorm(spec.width)
         self.blocks = nn.ModuleList(Block(spec.width) for _ in range(spec.blocks))
         self.head_norm = nn.LayerNorm(spec.width)
+        self.head_query = nn.Parameter(torch.zeros(spec.width))  # attention pooling; zeros: starts as the mean
         self.head = nn.Linear(spec.width, spec.num_classes) if spec.num_classes else None
 
     @property
@@ -133,7 +138,8 @@ class ControlNet(Backbone):
         b, t, _, h, w = x.shape
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
         coords = torch.stack([xs, ys]).to(x).expand(b * t, 2, h, w)
-        z = self.embed(torch.cat([x.flatten(0, 1), coords], 1))  # (B*T, D, H/8, W/8)
+        change = torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], 1)  # (B, T, C, H, W); 0 at t = 0
+        z = self.embed(torch.cat([x.flatten(0, 1), change.flatten(0, 1), coords], 1))  # (B*T, D, H/8, W/8)
         z = self.embed_norm(z.permute(0, 2, 3, 1).unflatten(0, (b, t)))  # (B, T, H/8, W/8, D)
         out = {}
         for i, block in enumerate(self.blocks[: take[-1] + 1]):
@@ -143,8 +149,11 @@ class ControlNet(Backbone):
         return out
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The training head: attention pooling of the last layer's tokens (what the probe does), then linear."""
         last = self.num_layers - 1
-        return self.head(self.head_norm(self.forward_features(x, [last])[last].mean(dim=(1, 2, 3))))
+        tokens = self.head_norm(self.forward_features(x, [last])[last].flatten(1, 3))  # (B, N, D)
+        weights = torch.softmax(tokens @ self.head_query / tokens.shape[-1] ** 0.5, dim=1)  # (B, N)
+        return self.head(torch.einsum("bn,bnd->bd", weights, tokens))
 
 
 def cache_root() -> Path:

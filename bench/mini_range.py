@@ -10,6 +10,8 @@ wall time and the time spent extracting features. Intervals:
 - ego4d_sta: overall mAP bootstrapped over val queries, rescored from the written predictions;
 - robot: Wilson intervals of the BC, proprioception-only and expert success counts pooled over the four tasks.
 
+`ceiling` (davis only) is perfect correspondence at an 8 px token grid of a 64 px input: the resolution's limit.
+
 Run (one task, a few backbones; `name:random` is `--random-init`):
 
     python bench/mini_range.py --task k400_probe --backbones toto_tiny:random pixels control_k400 toto_tiny \
@@ -23,6 +25,7 @@ import csv
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -93,26 +96,20 @@ def davis_interval(result) -> dict:
     return {"score": float(result.metrics["J&F-Mean"]), "ci95": bootstrap(values), "n_val": len(values)}
 
 
-def ego4d_interval(result) -> dict:
+def ego4d_interval(result, cache_dir: Path) -> dict:
     from toto_eval.tasks.ego4d_sta.data import load_split
     from toto_eval.tasks.ego4d_sta.results import load_results, score
 
-    root = Path(result.data["eval"]["identity"].get("root", "")) if "root" in result.data["eval"]["identity"] else None
-    split_path = root / "annotations" / "fho_sta_val.json" if root else None
-    if split_path is None or not split_path.exists():
-        return {"score": float(result.main_score), "ci95": None, "n_val": None}
-    split = load_split(split_path, require_objects=True)
+    split = load_split(cache_dir / "mini" / "ego4d" / "annotations" / "fho_sta_val.json", require_objects=True)
     preds = load_results(result.extra["predictions"], split)
     rng = np.random.default_rng(0)
-    anns = list(split.annotations)
+    annotations = list(split.annotations)
     values = []
-    for _ in range(200):  # mAP is not a mean over queries: rescore each resample (slow, so fewer resamples)
-        pick = rng.integers(0, len(anns), len(anns))
-        split.annotations = [anns[i] for i in pick]
+    for _ in range(200):  # mAP is not a mean over queries: each resample is rescored (hence fewer resamples)
+        split.annotations = [annotations[i] for i in rng.integers(0, len(annotations), len(annotations))]
         values.append(score(split, preds)["overall"])
-    split.annotations = anns
     lo, hi = np.quantile(values, [0.025, 0.975])
-    return {"score": float(result.main_score), "ci95": (float(lo), float(hi)), "n_val": len(anns)}
+    return {"score": float(result.main_score), "ci95": (float(lo), float(hi)), "n_val": len(annotations)}
 
 
 def robot_interval(result) -> dict:
@@ -129,6 +126,32 @@ def robot_interval(result) -> dict:
         out[kind] = {"success": k / max(n, 1), "ci95": wilson(k, n), "k": k, "n": n}
     out["ci95"], out["n_val"] = out["bc"]["ci95"], out["bc"]["n"]
     return out
+
+
+def davis_ceiling(cache_dir: Path, out: Path, side: int = 64, patch: int = 8) -> dict:
+    """J&F of perfect correspondence on the token grid: every frame's true labels, nearest-downsampled to the grid
+    of a `side` px input with `patch` px tokens, brought back exactly as the task brings soft labels back. What no
+    backbone at that grid can beat (the mini suite warps frames to the backbone's resolution)."""
+    from toto_eval.harness.task import RunContext
+    from toto_eval.tasks.davis.data import load_sequence, read_labels, read_sequence_list, write_labels
+    from toto_eval.tasks.davis.mini import VERSION, make_mini
+    from toto_eval.tasks.davis.propagation import first_frame_labels, soft_to_labels
+    from toto_eval.tasks.davis.scoring import score_folder
+
+    ctx = RunContext(cache=None, data_root=None, mini_root=cache_dir / "mini")
+    root = ctx.dataset_root("DAVIS", make_mini, VERSION)
+    names = read_sequence_list(root, "val")
+    for name in names:
+        sequence = load_sequence(root, name)
+        num = int(read_labels(sequence.annotations[0]).max()) + 1
+        for frame, path in zip(sequence.frame_names, sequence.annotations, strict=True):
+            gt = read_labels(path)
+            soft = first_frame_labels(gt, (side // patch, side // patch), "nearest")
+            soft = torch.nn.functional.pad(soft, (0, num - soft.shape[-1]))  # ids absent from this frame
+            write_labels(out / name / f"{frame}.png", soft_to_labels(soft, (side, side), gt.shape, True))
+    scores = score_folder(root, out, "val", names)
+    values = np.array([(r["J-Mean"] + r["F-Mean"]) / 2 for r in scores.sequence_rows()])
+    return {"score": scores.global_row()["J&F-Mean"], "ci95": bootstrap(values), "n_val": len(values)}
 
 
 def feature_seconds(result) -> float:
@@ -153,6 +176,7 @@ def use_old_generator(task: str, commit: str) -> None:
     ).stdout
     old = types.ModuleType(f"{package}.mini_old")
     old.__package__ = package
+    sys.modules[old.__name__] = old  # dataclasses look their module up there
     exec(compile(source, f"{commit}:mini.py", "exec"), old.__dict__)
     mini, task_module = importlib.import_module(f"{package}.mini"), importlib.import_module(f"{package}.task")
     for name in ("make_mini", "VERSION", "mini_dirname", "MINI"):
@@ -165,6 +189,9 @@ def use_old_generator(task: str, commit: str) -> None:
 
 def measure(task: str, spec: str, cache_dir: Path, results_dir: Path, overrides: dict) -> dict:
     name, _, flag = spec.partition(":")
+    if task == "davis" and name == "ceiling":  # "ceiling" or "ceiling:SIDE" (input side in pixels, 8 px tokens)
+        side = int(flag or 64)
+        return {"task": task, "backbone": spec, **davis_ceiling(cache_dir, results_dir / f"davis-ceiling{side}", side)}
     os.environ["TOTO_EVAL_CACHE_DIR"] = str(cache_dir)  # where a control trains and caches its weights
     t0, c0 = time.perf_counter(), time.process_time()
     backbone = create_backbone(name, random_init=flag == "random")
@@ -184,7 +211,11 @@ def measure(task: str, spec: str, cache_dir: Path, results_dir: Path, overrides:
     if capture is not None:
         interval = probe_interval(capture)
     else:
-        interval = {"davis": davis_interval, "ego4d_sta": ego4d_interval, "robot": robot_interval}[task](result)
+        interval = (
+            ego4d_interval(result, cache_dir)
+            if task == "ego4d_sta"
+            else {"davis": davis_interval, "robot": robot_interval}[task](result)
+        )
     return {
         "task": task,
         "backbone": spec,
