@@ -55,9 +55,11 @@ def k400_train(cache_dir: Path, backbone: Backbone) -> TrainSet:
 
 
 def cater_train(cache_dir: Path, backbone: Backbone) -> TrainSet:
+    """CATER train videos as `frames`-frame clips (the control's spec) with the spec's label list."""
     from ..tasks.cater.task import Config, _root, _source
 
-    cfg = Config()
+    spec = backbone.spec
+    cfg = Config(frames=spec.frames, list_task=spec.labels or Config.list_task)
     root = _root(_context(cache_dir), cfg.variant)
     source = _source(root, "train", cfg, backbone)
     return _stack(source), source.labels

@@ -187,7 +187,9 @@ def use_old_generator(task: str, commit: str) -> None:
         task_module.mini_dirname = old.mini_dirname
 
 
-def measure(task: str, spec: str, cache_dir: Path, results_dir: Path, overrides: dict) -> dict:
+def measure(
+    task: str, spec: str, cache_dir: Path, results_dir: Path, overrides: dict, data_root: Path | None = None
+) -> dict:
     name, _, flag = spec.partition(":")
     if task == "davis" and name == "ceiling":  # "ceiling" or "ceiling:SIDE" (input side in pixels, 8 px tokens)
         side = int(flag or 64)
@@ -199,7 +201,11 @@ def measure(task: str, spec: str, cache_dir: Path, results_dir: Path, overrides:
     c1 = time.process_time()
     capture = Capture(task) if task in PROBE_TASKS else None
     options = RunOptions(
-        cache_dir=cache_dir, results_dir=results_dir, progress=False, task_config={task: overrides} if overrides else {}
+        data_root=data_root,
+        cache_dir=cache_dir,
+        results_dir=results_dir,
+        progress=False,
+        task_config={task: overrides} if overrides else {},
     )
     try:
         (result,) = evaluate(backbone, task, options)
@@ -239,14 +245,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--old", metavar="COMMIT", help="use the task's mini generator as it was at COMMIT")
+    parser.add_argument(
+        "--data-root", type=Path, help="run as on real data (e.g. a mini folder, to lift mini overrides)"
+    )
+    parser.add_argument("--davis-side", type=int, help="register a square davis resolution 'sideN' (with --data-root)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     setup_logging(0, prog="mini_range")
     if args.old:
         use_old_generator(args.task, args.old)
+    if args.davis_side:  # e.g. 128: the mini frames at 128 px (16 x 16 tokens of 8 px) instead of the backbone's 64
+        from toto_eval.tasks.davis.propagation import RESOLUTIONS
+
+        RESOLUTIONS[f"side{args.davis_side}"] = (args.davis_side, "square")
     overrides = {k: json.loads(v) for k, _, v in (s.partition("=") for s in args.set)}
     for spec in args.backbones:
-        row = measure(args.task, spec, args.cache_dir, args.results_dir, overrides)
+        row = measure(args.task, spec, args.cache_dir, args.results_dir, overrides, args.data_root)
         line = json.dumps(row)
         print(line, flush=True)
         if args.out:

@@ -68,10 +68,11 @@ def _two_colours(n: int = 48) -> tuple[torch.Tensor, np.ndarray]:
     return torch.from_numpy(clips).half(), labels
 
 
-def test_train_classifier_learns_a_separable_task():
+@pytest.mark.parametrize("head", ["attention", "mil"])
+def test_train_classifier_learns_a_separable_task(head):
     clips, labels = _two_colours()
     torch.manual_seed(0)
-    net = ControlNet("c", TINY)
+    net = ControlNet("c", dataclasses.replace(TINY, head=head))
     losses = train_classifier(net, clips, labels)
     with torch.no_grad():
         pred = net.logits(clips[:, 0].float()).argmax(-1).numpy()
