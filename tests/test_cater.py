@@ -275,3 +275,28 @@ def test_generate_cli_writes_the_layout_and_refuses_to_overwrite(tmp_path):
     assert len(record["frame_indices"]) == 6 and np.ptp(np.array(record["camera"])[:, :2]) > 0.01
     with pytest.raises(ConfigError, match="not empty"):
         generate_cli.run(args)
+
+
+def test_mini_camera_frames_the_table_and_shows_the_snitch():
+    """The mini set's camera (higher, zoomed) keeps the whole 6x6 table in a 64 px frame, and a visible snitch is
+    drawn large enough to find (version 1: 2-4 px in a band of the frame, and every probe at chance)."""
+    import pybullet as pb
+
+    from toto_eval.tasks.cater.mini import render_video
+
+    with SceneRenderer(MINI.width, MINI.height, shadows=False, lens_mm=MINI.lens_mm) as renderer:
+        view = pb.computeViewMatrix(list(MINI.scene.camera), [0, 0, 0], [0, 0, 1], physicsClientId=renderer.client)
+        clip = np.array(renderer.projection).reshape(4, 4).T @ np.array(view).reshape(4, 4).T
+        for x, y in ((-3, -3), (3, -3), (3, 3), (-3, 3)):
+            u, v, _, w = clip @ np.array([x, y, 0.0, 1.0])
+            px, py = (u / w + 1) / 2 * MINI.width, (1 - v / w) / 2 * MINI.height
+            assert 1 <= px <= MINI.width - 1 and 4 <= py <= MINI.height - 4  # corners inside, with a margin
+    visible = []
+    with SceneRenderer(64, 64, shadows=False, lens_mm=MINI.lens_mm, snitch_scale=MINI.snitch_scale) as renderer:
+        for seed in range(6):
+            _, record = render_video(renderer, generate_scene(seed, MINI.scene), 4, seed)
+            if record["snitch"]["final_state"] == "visible":
+                visible.append(record["visible_pixels"][-1][0])
+            colours = {o["color"] for o in record["objects"][1:]}
+            assert "yellow" not in colours  # nothing else is gold-like
+    assert len(visible) >= 2 and min(visible) >= 8

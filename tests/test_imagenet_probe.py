@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from toto_eval.harness.cli import main
-from toto_eval.tasks.imagenet_probe.mini import make_mini
+from toto_eval.tasks.imagenet_probe.mini import MARGIN, SIZE, make_mini, render, wheel_photos
 
 FAST = ["--set", "imagenet_probe.probe.epochs=2", "--layers", "0,-1", "--no-progress", "--batch-size", "64"]
 
@@ -60,6 +60,35 @@ def test_mini_layout_is_imagenet_shaped(tmp_path):
     files = list(tmp_path.glob("*/*/*.JPEG"))
     assert len(files) == 1797  # every scikit-learn digit, once
     assert Image.open(files[0]).size == (64, 64)
+
+
+def test_mini_digit_is_inside_the_centre_crop_and_stands_out():
+    flat = (np.full((100, 100, 3), 128, dtype=np.uint8),)  # one mid-grey "photo": the ink is all that differs
+    scan = np.zeros((8, 8))
+    scan[1:7, 3:5] = 16  # a "1"
+    for seed in range(20):
+        image = np.asarray(render(scan, flat, np.random.default_rng(seed)), dtype=np.float32) / 255
+        ink = np.abs(image - 128 / 255).max(-1) > 0.2
+        ys, xs = np.nonzero(ink)
+        assert ink.sum() > 20 and ys.min() >= MARGIN - 1 and xs.min() >= MARGIN - 1
+        assert ys.max() <= SIZE - MARGIN and xs.max() <= SIZE - MARGIN
+        assert np.percentile(np.abs(image[ink].mean(-1) - 128 / 255), 90) > 0.3  # full ink: >= 0.35 off the grey
+
+
+def test_mini_pixels_cannot_read_the_digits():
+    """Version 1 drew large digits on flat colours: pixels alone read them. Now a linear probe on raw pixels
+    (16x16, where a digit is 5-8 px and anywhere) stays near chance, while the task is still well posed."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    digits = load_digits()
+    rng = np.random.default_rng(0)
+    photos = wheel_photos()
+    small = [render(im, photos, rng).resize((16, 16), Image.BILINEAR) for im in digits.images[:900]]
+    x = np.stack([np.asarray(im, np.float32).ravel() / 255 for im in small])
+    y = digits.target[:900]
+    probe = LogisticRegression(C=0.1, max_iter=2000).fit(x[:700], y[:700])
+    assert (probe.predict(x[700:]) == y[700:]).mean() < 0.3  # chance is 0.1; version 1 scored about 0.9 here
 
 
 def test_mini_run_then_cached_rerun(tmp_path, mini_cache):

@@ -65,6 +65,8 @@ class SceneConfig:
     min_dist: float = 0.25  # minimum gap between bounding spheres
     camera_motion: bool = False  # the `_cameramotion` variant
     camera_jitter: float = 0.5  # uniform +- per axis on the fixed camera
+    camera: tuple[float, float, float] = CAMERA  # the fixed camera's location (the mini suite looks from higher up)
+    colors: tuple[str, ...] = tuple(COLORS)  # the palette of the other objects (the mini suite drops gold-like yellow)
 
 
 @dataclass
@@ -126,7 +128,7 @@ def generate_scene(seed: int, cfg: SceneConfig = SceneConfig()) -> Scene:
 
 def _sample_objects(rng: np.random.Generator, cfg: SceneConfig) -> list[SceneObject]:
     n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
-    color_names = list(COLORS)
+    color_names = list(cfg.colors)
 
     def random_look() -> tuple[str, str]:
         return color_names[rng.integers(len(color_names))], MATERIALS[rng.integers(2)]
@@ -333,7 +335,7 @@ def _pick_place(p: np.ndarray, x: float, y: float, n: int) -> np.ndarray:
 
 def _camera_path(rng: np.random.Generator, cfg: SceneConfig) -> np.ndarray:
     """(F, 3) camera locations: CLEVR's camera with jitter; with motion, a new key pose every 30 frames."""
-    start = np.array(CAMERA) + rng.uniform(-cfg.camera_jitter, cfg.camera_jitter, size=3)
+    start = np.array(cfg.camera) + rng.uniform(-cfg.camera_jitter, cfg.camera_jitter, size=3)
     if not cfg.camera_motion:
         return np.repeat(start[None], cfg.num_frames, axis=0)
     last = cfg.num_frames - 1

@@ -32,10 +32,19 @@ class SceneRenderer:
     manager, or call `close`.
     """
 
-    def __init__(self, width: int, height: int, shadows: bool = True, light_jitter: float = 1.0) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        shadows: bool = True,
+        light_jitter: float = 1.0,
+        lens_mm: float = 35.0,
+        snitch_scale: float = 1.0,
+    ) -> None:
         self.width, self.height, self.shadows, self.light_jitter = width, height, shadows, light_jitter
+        self.snitch_scale = snitch_scale  # drawn size of the snitch relative to CATER's (labels are unaffected)
         self.client = pb.connect(pb.DIRECT)
-        hfov = 2 * math.degrees(math.atan(16 / 35))  # CLEVR camera: 35 mm lens, 32 mm sensor
+        hfov = 2 * math.degrees(math.atan(16 / lens_mm))  # CLEVR camera: 35 mm lens, 32 mm sensor
         aspect = width / height
         vfov = 2 * math.degrees(math.atan(math.tan(math.radians(hfov / 2)) / aspect))
         self.projection = pb.computeProjectionMatrixFOV(vfov, aspect, 0.1, 100.0, physicsClientId=self.client)
@@ -114,6 +123,7 @@ class SceneRenderer:
             vertices, indices = _cone_mesh(size)
             visual = pb.createVisualShape(pb.GEOM_MESH, vertices=vertices, indices=indices, **kw)
         else:  # the snitch: a ball with two wings
+            size *= self.snitch_scale
             visual = pb.createVisualShapeArray(
                 [pb.GEOM_SPHERE, pb.GEOM_BOX],
                 radii=[0.6 * size, 0],

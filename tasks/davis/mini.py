@@ -1,10 +1,14 @@
-"""Mini DAVIS: a few small generated sequences in the official DAVIS-2017 layout, for CPU runs and tests.
+"""Mini DAVIS: small generated sequences in the official DAVIS-2017 layout (val and train), for CPU runs and tests.
 
 Each sequence is a textured background seen through a slowly panning camera, with 1-3 textured objects (ellipses
 and rounded boxes carrying stripes, checks or blotches that move with them) on straight or gently curving paths,
 drawn in a fixed depth order so they occlude one another; in some sequences an object leaves the frame. The files
 are exactly DAVIS's: `JPEGImages/480p/<seq>/%05d.jpg`, `Annotations/480p/<seq>/%05d.png` (VOC-palette PNGs with
-ids 1..K, every object present in frame 0) and `ImageSets/2017/val.txt`. Everything is a pure function of the seed.
+ids 1..K, every object present in frame 0) and `ImageSets/2017/{val,train}.txt`. Everything is a pure function of
+the seed. Version 1 had 5 val sequences (11 objects): J&F's interval was wider than any difference between models.
+Version 2 has 16 val sequences (sizes, lengths, object counts and exits drawn from the seed) and 24 train sequences
+(the DAVIS layout has a train split too): what a positive control may learn correspondence from, and material for
+pre-training; the task itself reads val only.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from scipy import ndimage
 
 from .data import write_labels
 
-VERSION = "1"  # bump when the generated data changes: a stale mini dataset is then regenerated
+VERSION = "2"  # bump when the generated data changes: a stale mini dataset is then regenerated
 
 
 @dataclass(frozen=True)
@@ -31,29 +35,51 @@ class SequenceSpec:
     exit: bool  # the first object leaves the frame before the end
 
 
-SEQUENCES: tuple[SequenceSpec, ...] = (
+NAMED: tuple[SequenceSpec, ...] = (  # version 1's five, kept first in val
     SequenceSpec("mini-blob", (72, 128), 14, 1, False),
     SequenceSpec("mini-cross", (64, 112), 16, 2, False),
     SequenceSpec("mini-exit", (80, 128), 18, 2, True),
     SequenceSpec("mini-trio", (72, 96), 20, 3, False),
     SequenceSpec("mini-pan", (64, 128), 12, 3, True),
 )
+SIZES = ((72, 128), (64, 112), (80, 128), (72, 96), (64, 128))
+SPLITS = {"val": 16, "train": 24}  # sequences per split
+
+
+def sequence_specs(split: str, seed: int = 0) -> list[SequenceSpec]:
+    """The sequences of one split: size, length (12-20 frames), 1-3 objects, an exit in about a third."""
+    rng = np.random.default_rng([seed, zlib.crc32(split.encode())])
+    specs = list(NAMED) if split == "val" else []
+    for i in range(len(specs), SPLITS[split]):
+        size = SIZES[int(rng.integers(len(SIZES)))]
+        frames, objects, exit_ = int(rng.integers(12, 21)), int(rng.integers(1, 4)), bool(rng.random() < 0.35)
+        specs.append(SequenceSpec(f"mini-{split}-{i:02d}", size, frames, objects, exit_))
+    return specs
+
+
+SEQUENCES: tuple[SequenceSpec, ...] = tuple(sequence_specs("val"))  # the val split of the default seed
 
 
 def make_mini(root: Path, seed: int = 0) -> None:
     """Write the mini DAVIS under `root` (the folder that will hold JPEGImages/, Annotations/, ImageSets/)."""
     root = Path(root)
-    for spec in SEQUENCES:
-        rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
-        frames, labels = render_sequence(spec, rng)
-        for t, (frame, label) in enumerate(zip(frames, labels, strict=True)):
-            path = root / "JPEGImages" / "480p" / spec.name / f"{t:05d}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(frame).save(path, quality=92)
-            write_labels(root / "Annotations" / "480p" / spec.name / f"{t:05d}.png", label)
     sets = root / "ImageSets" / "2017"
     sets.mkdir(parents=True, exist_ok=True)
-    (sets / "val.txt").write_text("".join(f"{s.name}\n" for s in SEQUENCES))
+    for split in SPLITS:
+        specs = sequence_specs(split, seed)
+        for spec in specs:
+            write_sequence(root, spec, np.random.default_rng([seed, zlib.crc32(spec.name.encode())]))
+        (sets / f"{split}.txt").write_text("".join(f"{s.name}\n" for s in specs))
+
+
+def write_sequence(root: Path, spec: SequenceSpec, rng: np.random.Generator) -> None:
+    """One sequence's JPEG frames and palette PNG annotations (every frame annotated, as in DAVIS val)."""
+    frames, labels = render_sequence(spec, rng)
+    for t, (frame, label) in enumerate(zip(frames, labels, strict=True)):
+        path = root / "JPEGImages" / "480p" / spec.name / f"{t:05d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(frame).save(path, quality=92)
+        write_labels(root / "Annotations" / "480p" / spec.name / f"{t:05d}.png", label)
 
 
 def _texture(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:

@@ -29,7 +29,7 @@ from toto_eval.common.errors import DataError, data_error
 from .envs import EnvConfig, ManipEnv
 from .experts import run_expert
 
-DEMO_FORMAT = 1
+DEMO_FORMAT = 2  # 2: the Franka is drawn with its light meshes (robots.light_franka_urdf)
 EVAL_SEED0 = 1_000_000  # evaluation seeds are EVAL_SEED0 + i: disjoint from every demo seed
 
 

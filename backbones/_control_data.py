@@ -1,0 +1,103 @@
+"""Training sets of the positive controls: a mini task's own TRAIN split, read by that task's own data code.
+
+Each function generates the mini dataset where the task will look for it (`<cache>/mini/...`, through
+`RunContext.dataset_root`, so the task finds it already there) and returns every train sample exactly as the task
+will feed it to a backbone: `(N, V, T, C, H, W)` float16 clips in the control's normalisation (V views per sample,
+one drawn per training step) and `(N,)` int64 labels; for DAVIS, the frames and token labels of each train
+sequence. The val split is never read here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..harness.backbone import Backbone
+from ..harness.task import RunContext
+
+TrainSet = tuple[torch.Tensor, np.ndarray]
+K400_VIEWS = 4  # random training clips per video: the control's only augmentation
+
+
+def _context(cache_dir: Path) -> RunContext:
+    return RunContext(cache=None, data_root=None, mini_root=cache_dir / "mini")  # type: ignore[arg-type]
+
+
+def _stack(source, views: int | None = None) -> torch.Tensor:
+    clips = [source.load(i).to(torch.float16) for i in range(len(source))]  # each (V, T, C, H, W)
+    return torch.stack(clips if views is None else [c[:views] for c in clips])
+
+
+def imagenet_train(cache_dir: Path, backbone: Backbone) -> TrainSet:
+    from ..tasks.imagenet_probe.data import ImageFolderSource, list_classes
+    from ..tasks.imagenet_probe.mini import VERSION, make_mini
+    from ..tasks.imagenet_probe.task import Config
+
+    root = _context(cache_dir).dataset_root("imagenet", make_mini, VERSION)
+    source = ImageFolderSource(root, "train", list_classes(root), backbone.preprocess, Config().resize_ratio)
+    return _stack(source), source.labels
+
+
+def k400_train(cache_dir: Path, backbone: Backbone) -> TrainSet:
+    from ..tasks.k400.mini import VERSION, make_mini
+    from ..tasks.k400.task import Config, K400Probe, load_sources
+
+    root = _context(cache_dir).dataset_root("kinetics400", make_mini, VERSION)
+    task = K400Probe(Config())
+    protocol = task.protocol(backbone, mini=True, seed=0)
+    protocol["train"] = dataclasses.replace(protocol["train"], segments=K400_VIEWS)  # K random clips per video
+    sources, _, _ = load_sources(root, task.config, protocol, backbone)
+    return _stack(sources["train"]), sources["train"].labels
+
+
+def cater_train(cache_dir: Path, backbone: Backbone) -> TrainSet:
+    """CATER train videos as `frames`-frame clips (the control's spec) with the spec's label list."""
+    from ..tasks.cater.task import Config, _root, _source
+
+    spec = backbone.spec
+    cfg = Config(frames=spec.frames, list_task=spec.labels or Config.list_task)
+    root = _root(_context(cache_dir), cfg.variant)
+    source = _source(root, "train", cfg, backbone)
+    return _stack(source), source.labels
+
+
+def davis_train(cache_dir: Path, backbone: Backbone) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The mini DAVIS TRAIN sequences: `(F, 3, S, S)` frames warped as the task warps them on the mini suite, and
+    `(F, h, w, C)` one-hot token labels (nearest-downsampled annotations, C = objects + 1 of that sequence)."""
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from ..tasks.davis.data import load_sequence, read_labels, read_sequence_list
+    from ..tasks.davis.mini import VERSION, make_mini
+    from ..tasks.davis.task import FrameSource
+
+    root = _context(cache_dir).dataset_root("DAVIS", make_mini, VERSION)
+    side = backbone.preprocess.resolution
+    h, w = backbone.token_grid(1, side, side)[1:]
+    frames, labels = [], []
+    for name in read_sequence_list(root, "train"):
+        sequence = load_sequence(root, name)
+        source = FrameSource(sequence, (side, side), backbone.preprocess)
+        frames.append(torch.cat([source.load(i)[0] for i in range(len(source))]).to(torch.float16))  # (F, 3, S, S)
+        ids = [np.asarray(Image.fromarray(read_labels(p)).resize((w, h), Image.NEAREST)) for p in sequence.annotations]
+        ids = torch.from_numpy(np.stack(ids).astype(np.int64))  # (F, h, w)
+        labels.append(F.one_hot(ids, int(ids.max()) + 1).float())
+    return frames, labels
+
+
+def mini_version(task: str) -> str:
+    """The generator version of a task's mini dataset: part of the control's weights key."""
+    module = {"imagenet_probe": "imagenet_probe", "k400_probe": "k400", "cater": "cater", "davis": "davis"}[task]
+    return __import__(f"toto_eval.tasks.{module}.mini", fromlist=["VERSION"]).VERSION
+
+
+TRAIN_SETS: dict[str, Callable[[Path, Backbone], tuple]] = {
+    "imagenet_probe": imagenet_train,
+    "k400_probe": k400_train,
+    "cater": cater_train,
+    "davis": davis_train,
+}

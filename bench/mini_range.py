@@ -1,0 +1,272 @@
+"""The dynamic range of a mini-suite task: floors, positive control and a model, each with a 95% interval.
+
+Runs one task (through `evaluate`, exactly as `toto-eval run` does) on several backbones, each with the same cache
+folder, and prints one JSON line per backbone: the main score, its 95% interval, the number of val samples, the
+wall time and the time spent extracting features. Intervals:
+
+- probe tasks (imagenet_probe, k400_probe, cater): the selected head's per-sample predictions are captured from
+  the probe grid and top-1 is bootstrapped over val samples (2000 resamples, percentile interval);
+- davis: J&F bootstrapped over the (sequence, object) rows of the per-sequence results CSV;
+- ego4d_sta: overall mAP bootstrapped over val queries, rescored from the written predictions;
+- robot: Wilson intervals of the BC, proprioception-only and expert success counts pooled over the four tasks.
+
+`ceiling` (davis only) is perfect correspondence at an 8 px token grid of a 64 px input: the resolution's limit.
+
+Run (one task, a few backbones; `name:random` is `--random-init`):
+
+    python bench/mini_range.py --task k400_probe --backbones toto_tiny:random pixels control_k400 toto_tiny \
+        --cache-dir /tmp/minisuite-cache --out /tmp/minisuite-range.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toto_eval.common.log import setup_logging
+from toto_eval.harness.evaluate import RunOptions, create_backbone, evaluate
+
+PROBE_TASKS = {"imagenet_probe": "imagenet_probe", "k400_probe": "k400", "cater": "cater"}
+MODULES = {**PROBE_TASKS, "davis": "davis", "ego4d_sta": "ego4d_sta", "robot": "robot"}
+RESAMPLES = 2000
+
+
+def bootstrap(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """Percentile 95% interval of the mean of `values` (one entry per val sample)."""
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (RESAMPLES, len(values)))].mean(1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+class Capture:
+    """Wraps `fit_probe_grid` in a task module and keeps the selected head's test predictions."""
+
+    def __init__(self, task: str) -> None:
+        import importlib
+
+        self.module = importlib.import_module(f"toto_eval.tasks.{PROBE_TASKS[task]}.task")
+        self.original = self.module.fit_probe_grid
+        self.last: tuple[np.ndarray, np.ndarray] | None = None
+
+        def wrapped(train, test, *args, **kwargs):
+            grid = self.original(train, test, *args, **kwargs)
+            self.last = (grid.test_probs, np.asarray(test.labels))
+            return grid
+
+        self.module.fit_probe_grid = wrapped
+
+    def restore(self) -> None:
+        self.module.fit_probe_grid = self.original
+
+
+def probe_interval(capture: Capture) -> dict:
+    probs, labels = capture.last
+    correct = (probs.argmax(-1) == labels).astype(np.float64)
+    return {"score": float(correct.mean()), "ci95": bootstrap(correct), "n_val": len(labels)}
+
+
+def davis_interval(result) -> dict:
+    rows = []
+    for layer in result.per_layer:
+        if layer["layer"] != result.selected["layer"]:
+            continue
+        path = Path(layer["predictions"]) / "per-sequence_results-val.csv"
+        with open(path) as f:
+            rows = [(float(r["J-Mean"]) + float(r["F-Mean"])) / 2 for r in csv.DictReader(f)]
+    values = np.asarray(rows)
+    return {"score": float(result.metrics["J&F-Mean"]), "ci95": bootstrap(values), "n_val": len(values)}
+
+
+def ego4d_interval(result, cache_dir: Path) -> dict:
+    from toto_eval.tasks.ego4d_sta.data import load_split
+    from toto_eval.tasks.ego4d_sta.results import load_results, score
+
+    split = load_split(cache_dir / "mini" / "ego4d" / "annotations" / "fho_sta_val.json", require_objects=True)
+    preds = load_results(result.extra["predictions"], split)
+    rng = np.random.default_rng(0)
+    annotations = list(split.annotations)
+    values = []
+    for _ in range(200):  # mAP is not a mean over queries: each resample is rescored (hence fewer resamples)
+        split.annotations = [annotations[i] for i in rng.integers(0, len(annotations), len(annotations))]
+        values.append(score(split, preds)["overall"])
+    lo, hi = np.quantile(values, [0.025, 0.975])
+    return {"score": float(result.main_score), "ci95": (float(lo), float(hi)), "n_val": len(annotations)}
+
+
+def robot_interval(result) -> dict:
+    out = {"score": float(result.main_score)}
+    tasks = result.extra["tasks"]
+    for kind in ("bc", "proprio", "expert"):
+        k = n = 0
+        for res in tasks.values():
+            runs = res["bc"] if kind == "bc" else (res["proprio"] or {}).get("runs", []) if kind == "proprio" else []
+            if kind == "expert":
+                runs = [res["expert"]]
+            for r in runs:
+                k, n = k + r["successes"], n + r["episodes"]
+        out[kind] = {"success": k / max(n, 1), "ci95": wilson(k, n), "k": k, "n": n}
+    out["ci95"], out["n_val"] = out["bc"]["ci95"], out["bc"]["n"]
+    return out
+
+
+def davis_ceiling(cache_dir: Path, out: Path, side: int = 64, patch: int = 8) -> dict:
+    """J&F of perfect correspondence on the token grid: every frame's true labels, nearest-downsampled to the grid
+    of a `side` px input with `patch` px tokens, brought back exactly as the task brings soft labels back. What no
+    backbone at that grid can beat (the mini suite warps frames to the backbone's resolution)."""
+    from toto_eval.harness.task import RunContext
+    from toto_eval.tasks.davis.data import load_sequence, read_labels, read_sequence_list, write_labels
+    from toto_eval.tasks.davis.mini import VERSION, make_mini
+    from toto_eval.tasks.davis.propagation import first_frame_labels, soft_to_labels
+    from toto_eval.tasks.davis.scoring import score_folder
+
+    ctx = RunContext(cache=None, data_root=None, mini_root=cache_dir / "mini")
+    root = ctx.dataset_root("DAVIS", make_mini, VERSION)
+    names = read_sequence_list(root, "val")
+    for name in names:
+        sequence = load_sequence(root, name)
+        num = int(read_labels(sequence.annotations[0]).max()) + 1
+        for frame, path in zip(sequence.frame_names, sequence.annotations, strict=True):
+            gt = read_labels(path)
+            soft = first_frame_labels(gt, (side // patch, side // patch), "nearest")
+            soft = torch.nn.functional.pad(soft, (0, num - soft.shape[-1]))  # ids absent from this frame
+            write_labels(out / name / f"{frame}.png", soft_to_labels(soft, (side, side), gt.shape, True))
+    scores = score_folder(root, out, "val", names)
+    values = np.array([(r["J-Mean"] + r["F-Mean"]) / 2 for r in scores.sequence_rows()])
+    return {"score": scores.global_row()["J&F-Mean"], "ci95": bootstrap(values), "n_val": len(values)}
+
+
+def feature_seconds(result) -> float:
+    cache = result.extra.get("cache") or {}
+    if result.task == "robot":
+        return sum(t["cache"]["seconds"] for t in result.extra["tasks"].values())
+    if result.task == "davis":
+        return result.extra["timing"]["features_s"]
+    return float(sum(s.get("seconds", 0.0) for s in cache.values()))
+
+
+def use_old_generator(task: str, commit: str) -> None:
+    """Swap in a task's mini generator as it was at `commit` (the "before" numbers of a redesign)."""
+    import importlib
+    import subprocess
+    import types
+
+    package = f"toto_eval.tasks.{MODULES[task]}"
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(
+        ["git", "show", f"{commit}:tasks/{MODULES[task]}/mini.py"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    old = types.ModuleType(f"{package}.mini_old")
+    old.__package__ = package
+    sys.modules[old.__name__] = old  # dataclasses look their module up there
+    exec(compile(source, f"{commit}:mini.py", "exec"), old.__dict__)
+    mini, task_module = importlib.import_module(f"{package}.mini"), importlib.import_module(f"{package}.task")
+    for name in ("make_mini", "VERSION", "mini_dirname", "MINI"):
+        if hasattr(old, name):
+            setattr(mini, name, getattr(old, name))
+    task_module.make_mini, task_module.MINI_VERSION = old.make_mini, old.VERSION
+    if hasattr(old, "mini_dirname"):
+        task_module.mini_dirname = old.mini_dirname
+
+
+def measure(
+    task: str, spec: str, cache_dir: Path, results_dir: Path, overrides: dict, data_root: Path | None = None
+) -> dict:
+    name, _, flag = spec.partition(":")
+    if task == "davis" and name == "ceiling":  # "ceiling" or "ceiling:SIDE" (input side in pixels, 8 px tokens)
+        side = int(flag or 64)
+        return {"task": task, "backbone": spec, **davis_ceiling(cache_dir, results_dir / f"davis-ceiling{side}", side)}
+    os.environ["TOTO_EVAL_CACHE_DIR"] = str(cache_dir)  # where a control trains and caches its weights
+    t0, c0 = time.perf_counter(), time.process_time()
+    backbone = create_backbone(name, random_init=flag == "random")
+    build_s = time.perf_counter() - t0
+    c1 = time.process_time()
+    capture = Capture(task) if task in PROBE_TASKS else None
+    options = RunOptions(
+        data_root=data_root,
+        cache_dir=cache_dir,
+        results_dir=results_dir,
+        progress=False,
+        task_config={task: overrides} if overrides else {},
+    )
+    try:
+        (result,) = evaluate(backbone, task, options)
+    finally:
+        if capture is not None:
+            capture.restore()
+    if not result.ok:
+        return {"task": task, "backbone": spec, "error": result.error}
+    if capture is not None:
+        interval = probe_interval(capture)
+    else:
+        interval = (
+            ego4d_interval(result, cache_dir)
+            if task == "ego4d_sta"
+            else {"davis": davis_interval, "robot": robot_interval}[task](result)
+        )
+    return {
+        "task": task,
+        "backbone": spec,
+        **interval,
+        "selected": {k: result.selected.get(k) for k in ("layer", "lr") if result.selected},
+        "wall_s": round(result.wall_seconds, 1),
+        "features_s": round(feature_seconds(result), 1),
+        "cpu_s": round(time.process_time() - c1, 1),
+        "backbone_build_s": round(build_s, 1),
+        "backbone_build_cpu_s": round(c1 - c0, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--backbones", nargs="+", required=True)
+    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/minisuite-cache"))
+    parser.add_argument("--results-dir", type=Path, default=Path("/tmp/minisuite-results"))
+    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE task config override (JSON value)")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--old", metavar="COMMIT", help="use the task's mini generator as it was at COMMIT")
+    parser.add_argument(
+        "--data-root", type=Path, help="run as on real data (e.g. a mini folder, to lift mini overrides)"
+    )
+    parser.add_argument("--davis-side", type=int, help="register a square davis resolution 'sideN' (with --data-root)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    setup_logging(0, prog="mini_range")
+    if args.old:
+        use_old_generator(args.task, args.old)
+    if args.davis_side:  # e.g. 128: the mini frames at 128 px (16 x 16 tokens of 8 px) instead of the backbone's 64
+        from toto_eval.tasks.davis.propagation import RESOLUTIONS
+
+        RESOLUTIONS[f"side{args.davis_side}"] = (args.davis_side, "square")
+    overrides = {k: json.loads(v) for k, _, v in (s.partition("=") for s in args.set)}
+    for spec in args.backbones:
+        row = measure(args.task, spec, args.cache_dir, args.results_dir, overrides, args.data_root)
+        line = json.dumps(row)
+        print(line, flush=True)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()

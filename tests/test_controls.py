@@ -1,0 +1,123 @@
+"""The positive-control backbones: the backbone contract, the shift mixer, training, and the weights cache.
+
+Run: python -m pytest tests/test_controls.py -q
+
+Training on the real mini train splits takes minutes (see bench/mini_range.py for the measured ranges); here a
+tiny spec learns a synthetic task in seconds, so what is checked is the mechanism: trained on first use, cached
+by mini-dataset version and recipe, read back without training, flagged as a supervised control.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from toto_eval.backbones import _control_data, controls
+from toto_eval.backbones._control_train import train_classifier, train_correspondence
+from toto_eval.backbones.controls import SPECS, ControlNet, ControlSpec, shift
+from toto_eval.harness.evaluate import create_backbone
+from toto_eval.harness.registry import BACKBONES
+
+TINY = ControlSpec("imagenet_probe", num_classes=2, resolution=16, width=16, blocks=2, epochs=12, batch_size=8)
+
+
+def test_every_control_is_registered_and_flagged():
+    for name, spec in SPECS.items():
+        doc = BACKBONES.get(name).__doc__
+        assert doc.startswith("POSITIVE CONTROL") and spec.task in doc
+        net = create_backbone(name, random_init=True)
+        assert net.random_init and net.supervised_control
+        assert net.config()["supervised_control"]["task"] == spec.task
+
+
+def test_forward_features_contract():
+    net = ControlNet("c", dataclasses.replace(TINY, blocks=3)).eval()
+    x = torch.randn(2, 4, 3, 16, 16)
+    with torch.no_grad():
+        out = net.forward_features(x, [0, -1])
+        again = net.forward_features(x, [0, -1])
+    assert sorted(out) == [0, 2] and out[0].shape == (2, 4, 2, 2, 16) == out[2].shape
+    assert net.token_grid(4, 16, 16) == (4, 2, 2) and net.default_layer == 2
+    assert all(torch.equal(out[k], again[k]) for k in out)
+    assert net.embed_dim % net.num_heads == 0
+
+
+def test_shift_moves_one_group_per_direction_and_its_gradient_is_the_reverse_move():
+    x = torch.zeros(1, 3, 3, 3, 8)
+    x[0, 1, 1, 1] = 1.0
+    y = shift(x)
+    moved = [tuple(torch.nonzero(y[..., c])[0].tolist()) for c in range(2, 8)]
+    assert moved == [(0, 2, 1, 1), (0, 0, 1, 1), (0, 1, 2, 1), (0, 1, 0, 1), (0, 1, 1, 2), (0, 1, 1, 0)]
+    assert torch.equal(y[..., :2], x[..., :2])
+    a = torch.randn(2, 3, 4, 5, 16, requires_grad=True)
+    b = torch.randn(2, 3, 4, 5, 16)
+    (shift(a) * b).sum().backward()  # <shift(a), b> = <a, shift^T(b)>: the gradient is the adjoint
+    assert torch.allclose((shift(a) * b).sum(), (a * a.grad).sum(), atol=1e-5)
+    edge = torch.ones(1, 1, 2, 2, 8)
+    assert shift(edge)[..., 2:4].abs().sum() == 0  # a single frame: the time-shifted groups are zero, not wrapped
+
+
+def _two_colours(n: int = 48) -> tuple[torch.Tensor, np.ndarray]:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, n)
+    clips = rng.normal(0, 0.3, (n, 1, 1, 3, 16, 16)).astype(np.float32)
+    clips[:, :, :, 0] += np.where(labels == 1, 1.0, -1.0)[:, None, None, None, None]  # class = red channel
+    return torch.from_numpy(clips).half(), labels
+
+
+@pytest.mark.parametrize("head", ["attention", "mil"])
+def test_train_classifier_learns_a_separable_task(head):
+    clips, labels = _two_colours()
+    torch.manual_seed(0)
+    net = ControlNet("c", dataclasses.replace(TINY, head=head))
+    losses = train_classifier(net, clips, labels)
+    with torch.no_grad():
+        pred = net.logits(clips[:, 0].float()).argmax(-1).numpy()
+    assert losses[-1] < losses[0] and (pred == labels).mean() > 0.95
+
+
+def test_train_correspondence_lowers_the_propagation_loss():
+    rng = np.random.default_rng(0)
+    frames, labels = [], []
+    for _ in range(3):  # two colour blobs that swap sides: correspondence must follow colour, not position
+        f = torch.zeros(4, 3, 16, 16)
+        y = torch.zeros(4, 2, 2, 3)
+        for t in range(4):
+            left = t % 2
+            f[t, 0, :, :8] = 1.0 if left else -1.0
+            f[t, 0, :, 8:] = -1.0 if left else 1.0
+            y[t, :, 0, 1 + (1 - left)] = 1.0
+            y[t, :, 1, 1 + left] = 1.0
+        frames.append(f + 0.1 * torch.from_numpy(rng.normal(size=f.shape)).float())
+        labels.append(y)
+    torch.manual_seed(0)
+    spec = dataclasses.replace(TINY, task="davis", num_classes=0, epochs=1, warmup_epochs=0)
+    losses = train_correspondence(ControlNet("c", spec), frames, labels)
+    assert len(losses) == 1 and losses[0] < 0.6  # chance: -log(1/2) = 0.69 at the start
+
+
+def test_weights_are_trained_once_cached_and_keyed_by_the_mini_version(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_train_set(root, backbone):
+        calls.append(root)
+        return _two_colours()
+
+    monkeypatch.setitem(_control_data.TRAIN_SETS, "imagenet_probe", fake_train_set)
+    monkeypatch.setitem(controls.TRAIN_SETS, "imagenet_probe", fake_train_set)
+    first = controls.trained("control_tiny", TINY, tmp_path)
+    second = controls.trained("control_tiny", TINY, tmp_path)
+    assert len(calls) == 1 and first.fingerprint() == second.fingerprint()
+    path = controls.weights_path("control_tiny", TINY, tmp_path)
+    assert path.exists() and path.name.startswith("control_tiny-mini") and not first.random_init
+    monkeypatch.setattr("toto_eval.tasks.imagenet_probe.mini.VERSION", "999")
+    assert controls.weights_path("control_tiny", TINY, tmp_path) != path  # new mini data: retrain
+    assert controls.weights_path("control_tiny", dataclasses.replace(TINY, epochs=1), tmp_path) != path
+
+
+def test_checkpoint_and_random_init_are_exclusive(tmp_path):
+    with pytest.raises(Exception, match="not both"):
+        create_backbone("control_k400", checkpoint=tmp_path / "w.safetensors", random_init=True)
