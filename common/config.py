@@ -44,6 +44,13 @@ def build_config(cls: type[C], values: dict[str, Any] | None = None, where: str 
     return cls(**changes)
 
 
+def subset(cls: type[C], source: object, **values: Any) -> C:
+    """`cls` from the fields `source` shares with it (a task config handing its head settings to the head's
+    own config), plus `values`."""
+    shared = {f.name: getattr(source, f.name) for f in dataclasses.fields(cls) if hasattr(source, f.name)}  # type: ignore[arg-type]
+    return cls(**{**shared, **values})
+
+
 def nest(values: dict[str, Any]) -> dict[str, Any]:
     """`{"probe.lrs": x, "epochs": 2}` -> `{"probe": {"lrs": x}, "epochs": 2}` (nested dicts are merged)."""
     out: dict[str, Any] = {}
@@ -115,20 +122,13 @@ def _scalar(tp: Any, value: Any, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
             return value.lower() in ("true", "1", "yes")
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    elif tp in (int, float):  # an int for an int; an int or a float for a float; never a bool; or their text
+        exact = isinstance(value, int) or (tp is float and isinstance(value, float))
+        if exact and not isinstance(value, bool):
+            return tp(value)
         if isinstance(value, str):
             try:
-                return int(value)
-            except ValueError:
-                pass
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
+                return tp(value)
             except ValueError:
                 pass
     elif tp is str:

@@ -38,3 +38,8 @@ class Display:
     decimals: int = 1
     layer_score: str = ""  # per-layer key plotted against depth
     layer_select: str = ""  # per-layer key that picks the best head of a layer (held-out, never the test split)
+
+
+def probe_display(title: str, table: int) -> Display:
+    """A classification probe task's table: top-1 and top-5; depth curves of each layer's held-out-best head."""
+    return Display(title, TOP1_TOP5, table=table, layer_score="test_top1", layer_select="holdout_top1")

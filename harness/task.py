@@ -33,6 +33,7 @@ from ..common.files import file_lock
 from .backbone import Backbone, Layers, resolve_layers
 from .display import Display
 from .dist import Dist
+from .registry import TASKS
 
 if TYPE_CHECKING:
     from .cache import ClipSource, FeatureCache, Features
@@ -278,6 +279,18 @@ class Task(ABC):
     @abstractmethod
     def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
         """Run the whole protocol on `backbone` and return its metrics."""
+
+
+def register(name: str, *, tags: tuple[str, ...], main_metric: str) -> Callable[[type[Task]], type[Task]]:
+    """Class decorator: `@register("k400_probe", tags=("video", "probe"), main_metric="top1")` names the task,
+    tags it for `--tasks TAG` and says which metric ranks it, and registers it under that name."""
+
+    def deco(cls: type[Task]) -> type[Task]:
+        cls.name, cls.tags, cls.main_metric = name, tags, main_metric
+        TASKS.add(name, cls)
+        return cls
+
+    return deco
 
     def extraction(self, backbone: Backbone, ctx: RunContext, counts: str = "data") -> list[Extraction]:
         """The task's passes through the backbone, for the planner: samples counted on the data (`"data"`) or

@@ -128,18 +128,12 @@ def robot_demos(entries: list[Entry], out_dir: Path) -> list[Path]:
 
 def scaling(run_paths: list[Path], out_dir: Path) -> list[Path]:
     """Figure 9 from pre-training runs (directories with metrics.csv, or CSV files); DataError on bad input."""
-    from ..pretrain.scaling import fit_power_law, read_run
+    from ..pretrain.scaling import draw, fit_power_law, read_run
 
     runs = {Path(p).name or str(p): read_run(p) for p in run_paths}
     fit = fit_power_law(list(runs.values()))
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for name, points in runs.items():
-        ax.plot(points[:, 0], points[:, 1], alpha=0.6, label=name)
-    ax.scatter(fit.frontier[:, 0], fit.frontier[:, 1], color="k", s=10, zorder=3, label="frontier")
-    grid = np.logspace(np.log10(fit.frontier[0, 0]), np.log10(fit.frontier[-1, 0]), 50)
-    ax.plot(grid, fit.predict(grid), "k--", label=f"L = {fit.a:.3g} C^{fit.b:.4f}")
-    ax.set(xscale="log", yscale="log", xlabel="training compute (FLOPs)", ylabel="loss")
-    ax.legend(fontsize=7)
+    draw(ax, runs, fit)
     return _save(fig, out_dir / "scaling")
 
 

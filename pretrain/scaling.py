@@ -87,6 +87,14 @@ def plot(runs: dict[str, np.ndarray], fit: ScalingFit, out: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    draw(ax, runs, fit)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def draw(ax, runs: dict[str, np.ndarray], fit: ScalingFit) -> None:
+    """Onto a matplotlib axis: every run's loss against compute, the frontier points and the fitted line."""
     for name, pts in runs.items():
         ax.plot(pts[:, 0], pts[:, 1], alpha=0.6, label=name)
     ax.scatter(fit.frontier[:, 0], fit.frontier[:, 1], color="k", s=10, zorder=3, label="frontier")
@@ -94,6 +102,3 @@ def plot(runs: dict[str, np.ndarray], fit: ScalingFit, out: str | Path) -> None:
     ax.plot(grid, fit.predict(grid), "k--", label=f"L = {fit.a:.3g} C^{fit.b:.4f}")
     ax.set(xscale="log", yscale="log", xlabel="training compute (FLOPs)", ylabel="loss")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)

@@ -25,8 +25,7 @@ from toto_eval.harness.intervals import bootstrap_mean
 from toto_eval.harness.probe_grid import GridResult
 from toto_eval.harness.probe_task import ProbeSplits, ProbeTask
 from toto_eval.harness.probes import ProbeConfig
-from toto_eval.harness.registry import TASKS
-from toto_eval.harness.task import RunContext
+from toto_eval.harness.task import RunContext, register
 
 from .data import CaterClips, read_list, variant_dir
 from .metrics import by_final_state, l1_per_sample, localization_metrics
@@ -52,12 +51,8 @@ class Config:
             raise ConfigError(f"cater.frames must be positive, got {self.frames}")
 
 
-@TASKS.register("cater")
+@register("cater", tags=("video", "probe", "localization"), main_metric="top1")
 class Cater(ProbeTask):
-    name = "cater"
-    version = "1"
-    tags = ("video", "probe", "localization")
-    main_metric = "top1"
     Config = Config
     display = Display(
         "CATER snitch localisation (Table 12)",

@@ -29,8 +29,7 @@ from toto_eval.harness.backbone import Backbone, Preprocess
 from toto_eval.harness.display import Display, Metric
 from toto_eval.harness.intervals import bootstrap
 from toto_eval.harness.plan import Extraction
-from toto_eval.harness.registry import TASKS
-from toto_eval.harness.task import RunContext, Task, TaskOutput
+from toto_eval.harness.task import RunContext, Task, TaskOutput, register
 
 from .data import Sequence, load_sequence, read_frame, read_labels, read_sequence_list, write_labels
 from .metrics import VOID, global_table
@@ -90,13 +89,18 @@ class FrameSource:
         return frame.clamp(0, 255)[None]  # (V=1, T=1, 3, H_in, W_in) in [0, 255]: normalised on the device
 
 
-@TASKS.register("davis")
+@register("davis", tags=("video", "propagation", "segmentation"), main_metric="J&F-Mean")
 class Davis(Task):
-    name = "davis"
-    version = "1"
-    tags = ("video", "propagation", "segmentation")
-    main_metric = "J&F-Mean"
     Config = Config
+    display = Display(
+        "DAVIS-2017 label propagation (Table 10)",
+        (Metric("J&F-Mean", "J&F"), Metric("J-Mean", "J"), Metric("F-Mean", "F")),
+        table=10,
+        variant_key="resolution",
+        variant_label="resolution",
+        default_variant="toto256",
+        layer_score="J&F-Mean",
+    )
     mini: ClassVar[dict[str, Any]] = {"resolution": "backbone"}  # mini frames are made at the backbone's size
     paper_sizes: ClassVar[dict[str, int]] = {"val": 1_999}  # DAVIS-2017 val: 30 sequences, 1,999 frames
 
@@ -112,16 +116,6 @@ class Davis(Task):
         frames = self.sizes(counts, count)["val"]
         layers = len(_layers(cfg, ctx, backbone))
         return [Extraction("val", frames, 1, (1, *input_size(480, 854, side, mode)), layers, layers)]
-
-    display = Display(
-        "DAVIS-2017 label propagation (Table 10)",
-        (Metric("J&F-Mean", "J&F"), Metric("J-Mean", "J"), Metric("F-Mean", "F")),
-        table=10,
-        variant_key="resolution",
-        variant_label="resolution",
-        default_variant="toto256",
-        layer_score="J&F-Mean",
-    )
 
     def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
         cfg = self.config

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from toto_eval.harness.backbone import Backbone
-from toto_eval.harness.display import TOP1_TOP5, Display
+from toto_eval.harness.display import probe_display
 from toto_eval.harness.probe_task import ProbeSplits, ProbeTask
 from toto_eval.harness.probes import ProbeConfig
-from toto_eval.harness.registry import TASKS
-from toto_eval.harness.task import RunContext
+from toto_eval.harness.task import RunContext, register
 
 from .data import ImageFolderSource, list_classes
 from .mini import VERSION as MINI_VERSION
@@ -31,16 +30,10 @@ class Config:
     max_skipped: float = 0.05  # fail when more than this fraction of images cannot be read
 
 
-@TASKS.register("imagenet_probe")
+@register("imagenet_probe", tags=("image", "probe", "classification"), main_metric="top1")
 class ImageNetProbe(ProbeTask):
-    name = "imagenet_probe"
-    version = "1"
-    tags = ("image", "probe", "classification")
-    main_metric = "top1"
     Config = Config
-    display = Display(
-        "ImageNet probe (Table 7)", TOP1_TOP5, table=7, layer_score="test_top1", layer_select="holdout_top1"
-    )
+    display = probe_display("ImageNet probe (Table 7)", table=7)
 
     paper_sizes: ClassVar[dict[str, int]] = {"train": 1_281_167, "val": 50_000}
 

@@ -29,11 +29,10 @@ from typing import Any, ClassVar
 
 from toto_eval.common.errors import DataError
 from toto_eval.harness.backbone import Backbone
-from toto_eval.harness.display import TOP1_TOP5, Display
+from toto_eval.harness.display import probe_display
 from toto_eval.harness.probe_task import ProbeSplits, ProbeTask
 from toto_eval.harness.probes import ProbeConfig
-from toto_eval.harness.registry import TASKS
-from toto_eval.harness.task import RunContext
+from toto_eval.harness.task import RunContext, register
 
 from .data import KineticsSource, Sampling, build_split, class_names, find_annotation, read_entries
 from .mini import VERSION as MINI_VERSION
@@ -58,16 +57,10 @@ class Config:
     max_skipped: float = 0.05  # fail when more than this fraction of a split is missing or unreadable
 
 
-@TASKS.register("k400_probe")
+@register("k400_probe", tags=("video", "probe", "classification"), main_metric="top1")
 class K400Probe(ProbeTask):
-    name = "k400_probe"
-    version = "1"
-    tags = ("video", "probe", "classification")
-    main_metric = "top1"
     Config = Config
-    display = Display(
-        "Kinetics-400 probe (Table 8)", TOP1_TOP5, table=8, layer_score="test_top1", layer_select="holdout_top1"
-    )
+    display = probe_display("Kinetics-400 probe (Table 8)", table=8)
     # 16x4 -> 8x8 (half the tokens, the same span), 2 segments x 1 crop at test
     mini: ClassVar[dict[str, Any]] = {"max_frames": 8, "test_segments": 2, "test_crops": 1}
 

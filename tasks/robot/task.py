@@ -22,13 +22,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from toto_eval.common.config import subset
 from toto_eval.common.errors import ConfigError, DataError
 from toto_eval.harness.backbone import Backbone
 from toto_eval.harness.display import Display, Metric
 from toto_eval.harness.intervals import wilson
 from toto_eval.harness.plan import Extraction
-from toto_eval.harness.registry import TASKS
-from toto_eval.harness.task import RunContext, Task, TaskOutput
+from toto_eval.harness.task import RunContext, Task, TaskOutput, register
 
 from .demos import EVAL_SEED0, demo_dir, expert_rate, load_demos, record_demos
 from .encode import DemoFrames, LiveEncoder
@@ -67,13 +67,16 @@ class Config:
     proprio_baseline: bool = True
 
 
-@TASKS.register("robot")
+@register("robot", tags=("robot", "control"), main_metric="success")
 class Robot(Task):
-    name = "robot"
-    version = "1"
-    tags = ("robot", "control")
-    main_metric = "success"
     Config = Config
+    display = Display(
+        "Robot behaviour cloning, success rate (Table 11 / Figure 6)",
+        (Metric("success", "success (mean)"), Metric("real_cube_pick_success", "real cube pick")),
+        table=11,
+        suffix="_success",
+        layer_score="success",
+    )
     mini: ClassVar[dict[str, Any]] = MINI
     distributed = False  # rollouts run in one simulator process: under torchrun rank 0 runs the task alone
 
@@ -85,14 +88,6 @@ class Robot(Task):
         policies = len(set(cfg.demo_curve) | {cfg.demos}) * cfg.bc_seeds
         live = len(cfg.tasks) * cfg.episodes * cfg.max_steps * policies
         return [Extraction("demos", demos, 1, shape, 1, 0), Extraction("rollouts", live, 1, shape, 0, 0)]
-
-    display = Display(
-        "Robot behaviour cloning, success rate (Table 11 / Figure 6)",
-        (Metric("success", "success (mean)"), Metric("real_cube_pick_success", "real cube pick")),
-        table=11,
-        suffix="_success",
-        layer_score="success",
-    )
 
     def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
         cfg = effective_config(self.config, ctx)
@@ -153,20 +148,6 @@ def _demo_root(ctx: RunContext) -> Path:
     return root
 
 
-def _env_config(cfg: Config) -> EnvConfig:
-    return EnvConfig(image_size=cfg.image_size, max_steps=cfg.max_steps, hold_steps=cfg.hold_steps)
-
-
-def _bc_config(cfg: Config) -> BCConfig:
-    return BCConfig(
-        epochs=cfg.epochs,
-        warmup_epochs=cfg.warmup_epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-    )
-
-
 @dataclass
 class _Demos:
     """One task's training set: demo frames' cached features, proprioception and expert actions."""
@@ -204,7 +185,7 @@ def _training_data(
 
 
 def _evaluate_task(task: str, cfg: Config, backbone: Backbone, layer: int, root: Path, ctx: RunContext) -> dict:
-    env_cfg, bc = _env_config(cfg), _bc_config(cfg)
+    env_cfg, bc = subset(EnvConfig, cfg), subset(BCConfig, cfg)
     counts = sorted(set(cfg.demo_curve) | {cfg.demos})
     data = _training_data(task, env_cfg, max(counts), backbone, layer, root, ctx)
     seeds = [EVAL_SEED0 + i for i in range(cfg.episodes)]
