@@ -27,7 +27,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     On/off flags and options without a default (None) say nothing: "(default: False)" would be noise."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False, argparse.SUPPRESS) or action.const is True:
+        default = action.default
+        if default is None or default is False or default is argparse.SUPPRESS or default == [] or action.const is True:
             return action.help
         return super()._get_help_string(action)
 
