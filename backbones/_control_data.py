@@ -47,8 +47,8 @@ def k400_train(cache_dir: Path, backbone: Backbone) -> TrainSet:
     from ..tasks.k400.task import Config, K400Probe, load_sources
 
     root = _context(cache_dir).dataset_root("kinetics400", make_mini, VERSION)
-    task = K400Probe(Config())
-    protocol = task.protocol(backbone, mini=True, seed=0)
+    task = K400Probe(Config(**K400Probe.mini))  # the clip sampling the task uses on the mini suite
+    protocol = task.protocol(backbone, seed=0)
     protocol["train"] = dataclasses.replace(protocol["train"], segments=K400_VIEWS)  # K random clips per video
     sources, _, _ = load_sources(root, task.config, protocol, backbone)
     return _stack(sources["train"]), sources["train"].labels
@@ -67,7 +67,8 @@ def cater_train(cache_dir: Path, backbone: Backbone) -> TrainSet:
 
 def davis_train(cache_dir: Path, backbone: Backbone) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The mini DAVIS TRAIN sequences: `(F, 3, S, S)` frames warped as the task warps them on the mini suite, and
-    `(F, h, w, C)` one-hot token labels (nearest-downsampled annotations, C = objects + 1 of that sequence)."""
+    `(F, h, w, C)` one-hot token labels (nearest-downsampled annotations; C = the most objects of any sequence + 1,
+    so sequences batch together: a sequence with fewer objects has all-zero extra channels)."""
     import torch.nn.functional as F
     from PIL import Image
 
@@ -85,8 +86,9 @@ def davis_train(cache_dir: Path, backbone: Backbone) -> tuple[list[torch.Tensor]
         frames.append(torch.cat([source.load(i)[0] for i in range(len(source))]).to(torch.float16))  # (F, 3, S, S)
         ids = [np.asarray(Image.fromarray(read_labels(p)).resize((w, h), Image.NEAREST)) for p in sequence.annotations]
         ids = torch.from_numpy(np.stack(ids).astype(np.int64))  # (F, h, w)
-        labels.append(F.one_hot(ids, int(ids.max()) + 1).float())
-    return frames, labels
+        labels.append(ids)
+    classes = max(int(ids.max()) for ids in labels) + 1
+    return frames, [F.one_hot(ids, classes).float() for ids in labels]
 
 
 def mini_version(task: str) -> str:

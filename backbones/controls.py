@@ -206,7 +206,7 @@ def trained(name: str, spec: ControlSpec, root: Path | None = None) -> ControlNe
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=meta)
         os.replace(tmp, path)
     net.load_state_dict(load_file(str(path)))
-    net.checkpoint_file = str(path)
+    net.checkpoint = str(path)  # trained weights cached on disk: the backbone has a checkpoint, it is not untrained
     return net.eval()
 
 

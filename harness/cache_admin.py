@@ -100,6 +100,7 @@ def prune_entries(cache: FeatureCache, args: argparse.Namespace) -> int:
             or (not args.backbone and info["state"] == "partial")
         ):
             shutil.rmtree(path)
+            path.with_name(f".{path.name}.lock").unlink(missing_ok=True)  # the entry's writers' lock goes with it
             removed += 1
     print(f"removed {removed} entries from {cache.root}")
     return 0

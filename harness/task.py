@@ -280,18 +280,6 @@ class Task(ABC):
     def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
         """Run the whole protocol on `backbone` and return its metrics."""
 
-
-def register(name: str, *, tags: tuple[str, ...], main_metric: str) -> Callable[[type[Task]], type[Task]]:
-    """Class decorator: `@register("k400_probe", tags=("video", "probe"), main_metric="top1")` names the task,
-    tags it for `--tasks TAG` and says which metric ranks it, and registers it under that name."""
-
-    def deco(cls: type[Task]) -> type[Task]:
-        cls.name, cls.tags, cls.main_metric = name, tags, main_metric
-        TASKS.add(name, cls)
-        return cls
-
-    return deco
-
     def extraction(self, backbone: Backbone, ctx: RunContext, counts: str = "data") -> list[Extraction]:
         """The task's passes through the backbone, for the planner: samples counted on the data (`"data"`) or
         taken from `paper_sizes` (`"paper"`). A task that does not describe them is planned as free."""
@@ -304,3 +292,15 @@ def register(name: str, *, tags: tuple[str, ...], main_metric: str) -> Callable[
                 raise ConfigError(f"{self.name}: no paper sizes known; plan it on data (--data-root)")
             return dict(self.paper_sizes)
         return count()
+
+
+def register(name: str, *, tags: tuple[str, ...], main_metric: str) -> Callable[[type[Task]], type[Task]]:
+    """Class decorator: `@register("k400_probe", tags=("video", "probe"), main_metric="top1")` names the task,
+    tags it for `--tasks TAG` and says which metric ranks it, and registers it under that name."""
+
+    def deco(cls: type[Task]) -> type[Task]:
+        cls.name, cls.tags, cls.main_metric = name, tags, main_metric
+        TASKS.add(name, cls)
+        return cls
+
+    return deco

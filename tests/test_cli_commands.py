@@ -17,7 +17,7 @@ import pytest
 
 from toto_eval.harness.cli import build_parser
 
-COMMANDS = ["run", "ls", "cache", "leaderboard", "davis-score", "ego4d-score", "robot", "cater-generate"]
+COMMANDS = ["run", "plan", "ls", "cache", "leaderboard", "davis-score", "ego4d-score", "robot", "cater-generate"]
 
 
 def toto_eval(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -123,6 +123,16 @@ def test_ls_and_cache_commands(run_dir, mini_cache):
     shutil.copytree(mini_cache / "features", copy / "features")
     pruned = toto_eval("cache", "prune", "--all", "--cache-dir", str(copy))
     assert pruned.returncode == 0 and not any((copy / "features").iterdir())
+
+
+def test_plan_command(run_dir, mini_cache):
+    done = toto_eval("plan", "--backbone", "toto_test", "--tasks", "imagenet_probe", "--cache-dir", str(mini_cache))
+    assert done.returncode == 0, done.stderr
+    assert "imagenet_probe   train" in done.stdout and "cache:" in done.stdout
+    paper = toto_eval("plan", "--backbone", "toto_large", "--random-init", "--tasks", "imagenet_probe,k400_probe",
+                      "--sizes", "paper", "--cache-budget", "1T", "--gpus", "8", "--gpu-tflops", "989")  # fmt: skip
+    assert paper.returncode == 0, paper.stderr
+    assert "1281167" in paper.stdout and "online" in paper.stdout and "8 GPUs x 989 TFLOP/s" in paper.stdout
 
 
 def test_leaderboard_command(run_dir):
