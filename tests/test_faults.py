@@ -72,7 +72,6 @@ class Tally:
                 f.write(line + "\n")
 
     def check(self, left: list[Path]) -> None:
-        self.report()
         assert self.tried > 0 and self.survived == self.tried and self.identical == self.tried, asdict(self)
         assert self.temporaries == 0, left
 
@@ -87,6 +86,16 @@ def sample(points: list, k: int, seed: int = SEED) -> list:
     return sorted(random.Random(seed).sample(points, min(k, len(points))))
 
 
+def tensors(path: Path) -> dict[str, str]:
+    """name -> digest of each tensor of a safetensors file (its bytes are not comparable: safetensors writes the
+    metadata map in an order that changes from one process to the next)."""
+    from safetensors.numpy import load_file
+
+    from toto_eval.common.checksums import digest
+
+    return {name: f"{a.dtype}{a.shape}:{digest(np.ascontiguousarray(a))}" for name, a in load_file(str(path)).items()}
+
+
 def _safe(outcome: Callable[[Path], object], folder: Path) -> object:
     try:
         return outcome(folder)
@@ -96,7 +105,10 @@ def _safe(outcome: Callable[[Path], object], folder: Path) -> object:
 
 def _after_restart(tally: Tally, folder: Path, code: int, outcome, expected, left: list[Path]) -> None:
     tally.survived += code == 0
-    tally.identical += _safe(outcome, folder) == expected
+    same = _safe(outcome, folder) == expected
+    tally.identical += same
+    if not same:
+        print(f"{tally.kind}: the restarted run in {folder} differs from the uninterrupted one")
     temps = temporary_files(folder)
     tally.temporaries += len(temps)
     left += temps
@@ -160,7 +172,7 @@ def test_quick_extraction(tmp_path, monkeypatch):
         FeatureCache(folder / "features").extract(backbone, source, layers=[0, 2], token_layers=[2], batch_size=4)
 
     tally, left = drill_forked("extraction", tmp_path, work, lambda f: _entry_outcome(f / "features"), k=6)
-    tally.check(left)
+    check_all([tally], left)
 
 
 def _probe_outcome(folder: Path) -> dict:
@@ -168,7 +180,7 @@ def _probe_outcome(folder: Path) -> dict:
     with np.load(state / "grid.npz") as z:
         probs = {k: z[k].tolist() for k in z.files}
     assert not (state / "epoch.pt").exists()
-    return {"grid": json.loads((state / "grid.json").read_text()), "heads": file_digest(state / "heads.safetensors"),
+    return {"grid": json.loads((state / "grid.json").read_text()), "heads": tensors(state / "heads.safetensors"),
             "probs": probs}  # fmt: skip
 
 
@@ -187,7 +199,7 @@ def test_quick_cached_probe_training(tmp_path):
         fit_probe_grid(train, test, 3, cfg, num_heads=2, state_dir=folder / "probes" / "grid")
 
     tally, left = drill_forked("cached probe training", tmp_path, work, _probe_outcome, k=5)
-    tally.check(left)
+    check_all([tally], left)
 
 
 def test_quick_mini_generation(tmp_path):
@@ -208,7 +220,7 @@ def test_quick_mini_generation(tmp_path):
         return folder_manifest(folder / "mini" / "toy")
 
     tally, left = drill_forked("mini generation (stand-in generator)", tmp_path, work, outcome, k=5)
-    tally.check(left)
+    check_all([tally], left)
 
 
 # --- slow: every kind through its command line ----------------------------------------------------------------
@@ -245,8 +257,9 @@ class Job:
     startup: str = "import toto_eval.harness.cli"  # what a run imports before it does any work
 
 
-def drill(job: Job, tmp_path: Path, hooks: int, delays: int) -> tuple[Tally, list]:
-    """`hooks` seeded hook points and `delays` seeded random-time kills, each followed by a restart."""
+def drill(job: Job, tmp_path: Path, hooks: int, delays: int) -> tuple[list[Tally], list]:
+    """`hooks` seeded hook points and `delays` seeded random-time kills, each followed by a restart; one tally per
+    method."""
     clean, log = tmp_path / "clean", tmp_path / "hits.txt"
     job.prepare(clean)
     t0 = time.monotonic()
@@ -256,16 +269,15 @@ def drill(job: Job, tmp_path: Path, hooks: int, delays: int) -> tuple[Tally, lis
     t0 = time.monotonic()
     subprocess.run([sys.executable, "-c", job.startup], env=ENV, check=True, capture_output=True)
     startup = min(time.monotonic() - t0, 0.8 * wall)
-    method = " + ".join(m for m, n in (("hooks", hooks), ("random delays", delays)) if n)
-    tally, left, rng = Tally(job.kind, method), [], random.Random(SEED)
+    by_hook, by_delay, left, rng = Tally(job.kind, "hooks"), Tally(job.kind, "random delays"), [], random.Random(SEED)
     for i, (name, n) in enumerate(sample(hook_points(log), hooks)):
         folder = tmp_path / f"hook{i}"
         job.prepare(folder)
         if finish(launch(job.command(folder), {faults.ENV: f"{name}:{n}"})) != KILLED:
-            tally.missed += 1
+            by_hook.missed += 1
             continue
-        tally.tried += 1
-        _after_restart(tally, folder, finish(launch(job.command(folder))), job.outcome, expected, left)
+        by_hook.tried += 1
+        _after_restart(by_hook, folder, finish(launch(job.command(folder))), job.outcome, expected, left)
     for i in range(delays):
         folder = tmp_path / f"delay{i}"
         job.prepare(folder)
@@ -273,13 +285,20 @@ def drill(job: Job, tmp_path: Path, hooks: int, delays: int) -> tuple[Tally, lis
         time.sleep(rng.uniform(startup, wall))
         if proc.poll() is not None:
             finish(proc)
-            tally.missed += 1
+            by_delay.missed += 1
             continue
         os.killpg(proc.pid, signal.SIGKILL)
         finish(proc)
-        tally.tried += 1
-        _after_restart(tally, folder, finish(launch(job.command(folder))), job.outcome, expected, left)
-    return tally, left
+        by_delay.tried += 1
+        _after_restart(by_delay, folder, finish(launch(job.command(folder))), job.outcome, expected, left)
+    return [t for t in (by_hook, by_delay) if t.tried or t.missed], left
+
+
+def check_all(tallies: list[Tally], left: list[Path]) -> None:
+    for tally in tallies:
+        tally.report()
+    for tally in tallies:
+        tally.check(left)
 
 
 @pytest.mark.slow
@@ -287,12 +306,11 @@ def test_slow_extraction(tmp_path):
     worker = Path(__file__).with_name("dist_worker.py")
     job = Job(
         "extraction",
-        lambda folder: [sys.executable, str(worker), "extract", str(folder)],
+        lambda folder: [sys.executable, str(worker), "extract", str(folder), "0.1"],  # 0.1 s per sample
         lambda folder: _entry_outcome(folder / "cache"),
         startup="import toto_eval.harness.evaluate as e; e.create_backbone('toto_test')",
     )
-    tally, left = drill(job, tmp_path, hooks=12, delays=4)
-    tally.check(left)
+    check_all(*drill(job, tmp_path, hooks=12, delays=4))
 
 
 PROBE_RUN = ["run", "--backbone", "toto_test", "--tasks", "imagenet_probe", "--limit", "150", "--layers", "1,3",
@@ -324,7 +342,7 @@ def _probe_job(mode: str, tmp_path: Path, session: Path) -> Job:
         result = json.loads(path.read_text())
         (heads,) = (folder / "cache" / "probes").glob("*/heads.safetensors")
         keep = ("status", "metrics", "per_layer", "selected", "intervals", "main_score")
-        return {**{k: result[k] for k in keep}, "heads": file_digest(heads)}
+        return {**{k: result[k] for k in keep}, "heads": tensors(heads)}
 
     return Job(f"{mode} probe training", command, outcome, prepare)
 
@@ -332,8 +350,7 @@ def _probe_job(mode: str, tmp_path: Path, session: Path) -> Job:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["cached", "online"])
 def test_slow_probe_training(tmp_path, mini_cache, mode):
-    tally, left = drill(_probe_job(mode, tmp_path, mini_cache), tmp_path, hooks=6, delays=3)
-    tally.check(left)
+    check_all(*drill(_probe_job(mode, tmp_path, mini_cache), tmp_path, hooks=6, delays=3))
 
 
 GENERATE = """
@@ -356,8 +373,7 @@ def test_slow_mini_generation(tmp_path):
         lambda folder: folder_manifest(folder / "mini" / "imagenet"),
         startup="import toto_eval.harness.task, toto_eval.tasks.imagenet_probe.mini",
     )
-    tally, left = drill(job, tmp_path, hooks=3, delays=4)
-    tally.check(left)
+    check_all(*drill(job, tmp_path, hooks=3, delays=4))
 
 
 def _demos_outcome(folder: Path) -> dict:
@@ -384,8 +400,28 @@ def test_slow_robot_demos(tmp_path):
         _demos_outcome,
         startup="import toto_eval.harness.cli, toto_eval.tasks.robot.demos",
     )
-    tally, left = drill(job, tmp_path, hooks=0, delays=6)
-    tally.check(left)
+    check_all(*drill(job, tmp_path, hooks=0, delays=6))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="tasks/robot/demos.py leaves a killed recording's temporaries (.ep_NNNNN.<pid>.npz, "
+    ".manifest.json.<pid>.tmp) forever: it should write them with common.files (temporary_path, "
+    "atomic_write_text) and call remove_stale_temporaries(folder) when it starts",
+)
+def test_robot_demos_remove_a_killed_recordings_temporaries(tmp_path):
+    from toto_eval.tasks.robot.demos import demo_dir, record_demos
+    from toto_eval.tasks.robot.envs import EnvConfig
+
+    cfg = EnvConfig(image_size=64)
+    folder = demo_dir(tmp_path, "franka_pick", cfg)
+    folder.mkdir(parents=True)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that no longer runs: what a killed recorder leaves
+    (folder / f".ep_00000.{gone.pid}.npz").write_bytes(b"half an episode")
+    (folder / f".manifest.json.{gone.pid}.tmp").write_text("{")
+    record_demos(tmp_path, "franka_pick", cfg, 0)
+    assert temporary_files(tmp_path) == []
 
 
 @pytest.mark.slow
@@ -405,8 +441,7 @@ def test_slow_pretraining(tmp_path):
 
     def outcome(folder: Path) -> dict:
         last = folder / "run" / "checkpoints" / (folder / "run" / "latest").read_text().strip()
-        return {"losses": train.read_losses(folder / "run"), "weights": file_digest(last / "model.safetensors")}
+        return {"losses": train.read_losses(folder / "run"), "weights": tensors(last / "model.safetensors")}
 
     job = Job("pre-training", command, outcome, startup="import toto_eval.pretrain.cli, toto_eval.pretrain.train")
-    tally, left = drill(job, tmp_path, hooks=0, delays=6)
-    tally.check(left)
+    check_all(*drill(job, tmp_path, hooks=0, delays=6))
