@@ -155,8 +155,9 @@ class FeatureCache:
         return feats
 
     def _state(self, entry: Entry, trusted: bool) -> str:
-        """ "ok", "repaired" or "incomplete" (`Entry.check`) as rank 0 finds it: once per process per entry, and
-        not when this process has just written the checksum record from the bytes on disk (`trusted`)."""
+        """Rank 0's verdict on a complete entry, "ok", "repaired" or "incomplete" (`Entry.check`), on every rank:
+        checked once per process per entry, and not when this process has just written its checksum record from
+        the bytes on disk (`trusted`)."""
         if entry.path in self._checked:
             return "ok"
         state = ("ok" if trusted else entry.check(VERIFY_BYTES)) if self.dist.main else None

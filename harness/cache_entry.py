@@ -251,8 +251,9 @@ class Entry:
                 "completed": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
 
     def check(self, budget: int | None = VERIFY_BYTES) -> str:
-        """ "ok", "incomplete", or "repaired" (damage found, named in one warning, and reset for recomputation),
-        under the entry's lock so that no two processes check and repair it at once."""
+        """Verify and, if damaged, repair: returns "ok", "incomplete", or "repaired" (the damage named in one
+        warning and reset for recomputation); under the entry's lock, so no two processes check or repair it at
+        once."""
         with file_lock(self.lock_path):
             if not self.complete:
                 return "incomplete"
