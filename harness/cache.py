@@ -1,14 +1,8 @@
 """The per-layer feature cache: one backbone pass per sample, stored on disk, read back by every later run.
 
 An entry is one directory named by a content hash of everything that changes the numbers (backbone fingerprint,
-preprocessing, dataset identity and sampling, layers, pooling, dtype, format version). Inside it:
-
-    meta.json            the key's inputs, shapes, dtype, counts; written when the arrays are created
-    index.json           the sample ids, row order
-    pooled_L007.npy      (N, V, D) float16, the token-grid mean of layer 7, for every requested layer
-    tokens_L007.npy      (N, V, L, D) float16, full tokens, only for `token_layers` (they are large)
-    filled.npy           (N,) uint8: 0 = to do, 1 = written, 2 = skipped (bad input; reason in skipped-*.json)
-    COMPLETE             written last, by atomic rename
+preprocessing, dataset identity and sampling, layers, pooling, dtype, format version); its files, checksums and
+repair are described in `cache_entry.py`.
 
 Work is split into blocks of rows (one forward pass each). Under `torchrun` the ranks take disjoint blocks of
 one entry: the first rank to finish a forward pass creates the arrays (under a file lock, so two independent
@@ -18,6 +12,10 @@ are done. Rows are flushed at intervals and only then marked filled, so a killed
 exactly the rows that were not on disk. Frames arrive as uint8 (or float in [0, 255]) and are normalised on the
 device; tokens become fp16 on the device; a batch counts clips, and the views of a clip run in chunks of at most
 `batch_size` clips, so memory is bounded whatever the number of test views.
+
+Nothing is read back before it is checked: `extract` checks a complete entry against its checksum record once per
+process (`Entry.check`; rank 0 checks, every rank follows its answer). A corrupted entry is named in one warning
+and its damaged rows (or the whole entry) are recomputed; still corrupt after that, it is a DataError.
 """
 
 from __future__ import annotations
@@ -25,27 +23,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 
-from ..common.errors import DataError, TotoEvalError
-from ..common.files import atomic_write_text, disk_error, file_lock
+from ..common import faults
+from ..common.errors import DataError
 from ..common.log import progress as progress_bar
 from .backbone import Backbone
+from .cache_entry import FILLED, FORMAT_VERSION, SKIPPED, TODO, VERIFY_BYTES, Entry, Features
 from .dist import Dist
 
-FORMAT_VERSION = 1
+__all__ = ["FILLED", "FORMAT_VERSION", "SKIPPED", "TODO", "ClipSource", "FeatureCache", "Features"]
+_Entry = Entry  # the name older code and tests use
 FP16_MAX = 65504.0
-TODO, FILLED, SKIPPED = 0, 1, 2
 FLUSH_SECONDS = 20.0  # written rows are flushed and marked filled at least this often
 log = logging.getLogger(__name__)
 
@@ -76,39 +72,6 @@ class ClipSource(Protocol):
     def load(self, i: int) -> torch.Tensor: ...
 
 
-@dataclass
-class Features:
-    """Cached features of one source: memory-mapped, row i belongs to `ids[i]`, i.e. to `source`'s sample i.
-
-    `rows()` are the rows that hold features (unreadable samples are skipped); `labels` and `entries` are the
-    source's labels and per-sample records of exactly those rows, so a task never re-aligns them by hand.
-    """
-
-    ids: list[str]
-    pooled: dict[int, np.ndarray]  # layer -> (N, V, D)
-    tokens: dict[int, np.ndarray]  # layer -> (N, V, L, D)
-    grid: tuple[int, int, int]  # (T', H', W') of one view
-    stats: dict = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    source: ClipSource | None = None
-
-    def rows(self) -> np.ndarray:
-        """Indices of the rows that hold features (skipped samples excluded)."""
-        bad = set(self.skipped)
-        return np.array([i for i, sid in enumerate(self.ids) if sid not in bad], dtype=np.int64)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """`source.labels` of the rows that hold features."""
-        return np.asarray(self.source.labels)[self.rows()]
-
-    @property
-    def entries(self) -> list:
-        """`source.entries` (per-sample records) of the rows that hold features."""
-        entries = self.source.entries
-        return [entries[i] for i in self.rows()]
-
-
 def compute_dtype(device: torch.device) -> str:
     return "bf16-autocast" if device.type == "cuda" else "fp32"
 
@@ -119,6 +82,7 @@ class FeatureCache:
     def __init__(self, root: str | Path, dist: Dist | None = None) -> None:
         self.root = Path(root)
         self.dist = dist or Dist()
+        self._checked: set[Path] = set()  # entries this process has checked against their checksums
 
     def key(
         self,
@@ -165,21 +129,42 @@ class FeatureCache:
         """
         layers = sorted(set(layers) | set(token_layers))
         key, inputs = self.key(backbone, source, layers, token_layers, device, token_reduction)
-        entry = _Entry(self.root / key, inputs, list(source.ids))
+        plan = _Plan(layers, sorted(set(token_layers)), device, batch_size, num_workers, progress, token_reduction)
         t0 = time.perf_counter()
-        computed = 0
-        if not entry.complete:
-            plan = _Plan(layers, sorted(set(token_layers)), device, batch_size, num_workers, progress, token_reduction)
-            computed = _fill(backbone, source, entry, plan, self.dist)
-            self.dist.barrier()
-            if self.dist.main:
-                entry.finish()
-            self.dist.barrier()
+        computed, repaired = 0, False
+        for _ in range(3):  # fill, check; a repaired entry is filled again (only what was damaged), checked again
+            entry = Entry(self.root / key, inputs, list(source.ids))
+            written = False
+            if not self.dist.broadcast(entry.complete):  # rank 0's view: every rank takes the same branch
+                computed += _fill(backbone, source, entry, plan, self.dist)
+                self.dist.barrier()
+                written = self.dist.main and entry.finish()
+                self.dist.barrier()
+            state = self._state(entry, trusted=written and not repaired)
+            if state == "ok":
+                break
+            repaired = repaired or state == "repaired"
+        else:
+            raise DataError(
+                f"{entry.path}: corrupt again after recomputing it (a failing disk?); see `toto-eval cache verify`"
+            )
         feats = entry.open()
         feats.source = source
         done = int(self.dist.sum_(torch.tensor(computed)).item())
         feats.stats = {"computed": done, "cached": len(source) - done, "seconds": time.perf_counter() - t0, "key": key}
         return feats
+
+    def _state(self, entry: Entry, trusted: bool) -> str:
+        """Rank 0's verdict on a complete entry, "ok", "repaired" or "incomplete" (`Entry.check`), on every rank:
+        checked once per process per entry, and not when this process has just written its checksum record from
+        the bytes on disk (`trusted`)."""
+        if entry.path in self._checked:
+            return "ok"
+        state = ("ok" if trusted else entry.check(VERIFY_BYTES)) if self.dist.main else None
+        state = self.dist.broadcast(state)
+        if state == "ok":
+            self._checked.add(entry.path)
+        return state
 
     def entries(self) -> list[Path]:
         return sorted(p for p in self.root.glob("*") if (p / "meta.json").exists()) if self.root.exists() else []
@@ -196,122 +181,6 @@ class _Plan:
     token_reduction: str = "full"
 
 
-class _Entry:
-    """One cache directory: creation, fill bookkeeping, completion and read-back."""
-
-    def __init__(self, path: Path, inputs: dict, ids: list[str]) -> None:
-        self.path, self.inputs, self.ids = path, inputs, ids
-        self.lock_path = path.with_name(f".{path.name}.lock")
-        self.complete = (path / "COMPLETE").exists()
-        self._arrays: dict[str, np.ndarray] = {}
-        self.filled: np.ndarray | None = None
-        self._skipped_file = path / f"skipped-{socket.gethostname()}-{os.getpid()}.json"
-        self._my_skips: dict[str, str] = {}
-
-    def todo(self) -> np.ndarray:
-        if (self.path / "meta.json").exists():
-            self._open_for_write()
-            return np.flatnonzero(self.filled == TODO)
-        return np.arange(len(self.ids))
-
-    @property
-    def allocated(self) -> bool:
-        return self.filled is not None
-
-    def allocate(self, shapes: dict[str, tuple[int, ...]], grid: tuple[int, int, int]) -> None:
-        """Create the arrays (or open them when another process already did), under the entry's lock."""
-        with file_lock(self.lock_path):
-            if (self.path / "meta.json").exists():
-                self._open_for_write()
-                return
-            self._create(shapes, grid)
-            self._open_for_write()
-
-    def _create(self, shapes: dict[str, tuple[int, ...]], grid: tuple[int, int, int]) -> None:
-        n = len(self.ids)
-        nbytes = sum(n * int(np.prod(s)) * 2 for s in shapes.values())
-        self.path.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(self.path).free
-        log.info("cache %s: will write %.1f MiB for %d samples (%d arrays); %.1f GiB free",
-                 self.path.name, nbytes / 2**20, n, len(shapes), free / 2**30)  # fmt: skip
-        if nbytes * 1.05 > free:
-            raise TotoEvalError(
-                f"{self.path}: features need {nbytes / 2**30:.2f} GiB but only "
-                f"{free / 2**30:.2f} GiB are free; use --cache-dir elsewhere or fewer --layers"
-            )
-        meta = {
-            **self.inputs,
-            "n": n,
-            "grid": list(grid),
-            "arrays": {k: list(s) for k, s in shapes.items()},
-            "dtype_stored": "float16",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-        try:
-            atomic_write_text(self.path / "index.json", json.dumps(self.ids))
-            for name, shape in shapes.items():
-                np.lib.format.open_memmap(self.path / f"{name}.npy", mode="w+", dtype=np.float16, shape=(n, *shape))
-            np.save(self.path / "filled.npy", np.zeros(n, dtype=np.uint8))
-        except OSError as err:
-            raise disk_error(self.path, err) from err
-        atomic_write_text(self.path / "meta.json", json.dumps(meta, indent=1, default=str))  # last: "allocated"
-
-    def _open_for_write(self) -> None:
-        meta = json.loads((self.path / "meta.json").read_text())
-        self._arrays = {name: np.load(self.path / f"{name}.npy", mmap_mode="r+") for name in meta["arrays"]}
-        self.filled = np.load(self.path / "filled.npy", mmap_mode="r+")
-
-    def write(self, rows: np.ndarray, values: dict[str, np.ndarray]) -> None:
-        for name, arr in values.items():
-            self._arrays[name][rows] = arr
-
-    def skip(self, row: int, reason: str) -> None:
-        self._my_skips[self.ids[row]] = reason
-
-    def flush(self, rows: list[int]) -> None:
-        """Make written rows durable, then mark them filled (and recorded skips skipped): in that order, so a
-        row marked filled is always on disk."""
-        try:
-            for arr in self._arrays.values():
-                arr.flush()
-            if self._my_skips:
-                atomic_write_text(self._skipped_file, json.dumps(self._my_skips, indent=1))
-                for sid in self._my_skips:
-                    self.filled[self.ids.index(sid)] = SKIPPED
-            self.filled[rows] = FILLED
-            self.filled.flush()
-        except OSError as err:
-            raise disk_error(self.path, err) from err
-
-    def skipped(self) -> dict[str, str]:
-        """Every process's recorded unreadable samples, merged."""
-        merged: dict[str, str] = {}
-        for file in sorted(self.path.glob("skipped*.json")):
-            merged.update(json.loads(file.read_text()))
-        return merged
-
-    def finish(self) -> None:
-        """Write the completion marker once every row is filled or skipped (rank 0, under the lock)."""
-        with file_lock(self.lock_path):
-            if (self.path / "COMPLETE").exists():
-                return
-            if not (self.path / "meta.json").exists():
-                raise DataError(f"{self.path}: no sample could be read ({len(self._my_skips)} skipped)")
-            filled = np.load(self.path / "filled.npy")
-            missing = int((filled == TODO).sum())
-            if missing:
-                raise TotoEvalError(f"{self.path}: {missing} rows were not written (a rank stopped?); run again")
-            atomic_write_text(self.path / "COMPLETE", "ok\n")
-        self.complete = True
-
-    def open(self) -> Features:
-        meta = json.loads((self.path / "meta.json").read_text())
-        arrays = {name: np.load(self.path / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
-        pooled = {int(n.split("_L")[1]): a for n, a in arrays.items() if n.startswith("pooled_")}
-        tokens = {int(n.split("_L")[1]): a for n, a in arrays.items() if n.startswith("tokens_")}
-        return Features(self.ids, pooled, tokens, tuple(meta["grid"]), skipped=self.skipped())
-
-
 def _blocks(todo: np.ndarray, rows_per_block: int) -> list[np.ndarray]:
     """The todo rows grouped by fixed blocks of the index space ([0, b), [b, 2b), ...), so a block holds the same
     samples whatever the number of ranks or how often the extraction resumed: identical forward batches."""
@@ -322,7 +191,7 @@ def _blocks(todo: np.ndarray, rows_per_block: int) -> list[np.ndarray]:
     return np.split(todo, cuts)
 
 
-def _fill(backbone: Backbone, source: ClipSource, entry: _Entry, plan: _Plan, dist: Dist) -> int:
+def _fill(backbone: Backbone, source: ClipSource, entry: Entry, plan: _Plan, dist: Dist) -> int:
     """Compute this rank's share of the rows still to do; returns how many rows it computed."""
     views = max(1, int(getattr(source, "views", 1)))
     rows_per_block = max(1, plan.batch_size // views)
@@ -351,6 +220,7 @@ def _fill(backbone: Backbone, source: ClipSource, entry: _Entry, plan: _Plan, di
             if not entry.allocated:
                 entry.allocate({k: v.shape[1:] for k, v in values.items()}, grid)
             entry.write(rows, values)
+            faults.point("cache.batch")  # written, not yet flushed nor marked filled
             pending += rows.tolist()
             done += len(rows)
         if entry.allocated and time.monotonic() - last_flush > FLUSH_SECONDS:

@@ -1,8 +1,12 @@
 """`toto-eval cache ls|verify|prune`: look after the feature cache without reading its code.
 
-`ls` lists entries (backbone, dataset, split, samples, size, state); `verify` checks that every complete entry's
-arrays exist with the recorded shapes and that every row is filled or explained as skipped; `prune` deletes
-incomplete entries (the default), entries of one backbone, or everything.
+`ls` lists entries (backbone, dataset, split, samples, size, state); `verify` checks every complete entry against
+its checksum record (every chunk of every array, every small file; see cache_entry.py) and names what differs,
+one line per entry; `verify --repair` marks the damaged rows "to do" (or removes an entry whose small files or
+headers are damaged), so the next run that uses the entry recomputes exactly those; `prune` deletes incomplete
+entries and entries of an older format (the default), entries of one backbone, or everything, each under its
+lock (never in the middle of another process creating, completing or repairing it; do not prune under a running
+extraction, which would have to start that entry again).
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cache.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "toto-eval", help="the cache")
     cache.add_argument("--backbone", help="prune: only entries of this backbone")
     cache.add_argument("--all", action="store_true", help="prune: every entry")
+    cache.add_argument(
+        "--repair", action="store_true", help="verify: mark damaged rows (or entries) for recomputation by the next run"
+    )
     cache.set_defaults(func=run)
 
 
@@ -34,9 +41,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def describe(path: Path) -> dict:
-    meta = json.loads((path / "meta.json").read_text())
+    from .cache_entry import FORMAT_VERSION
+
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError):
+        meta = {}
     size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
-    source = meta.get("source", {})
+    source = meta.get("source", {}) if isinstance(meta.get("source"), dict) else {}
+    if meta.get("format") != FORMAT_VERSION:
+        state = f"old (format {meta.get('format')})"
+    else:
+        state = "complete" if (path / "COMPLETE").exists() else "partial"
     return {
         "key": path.name,
         "backbone": meta.get("backbone"),
@@ -44,7 +60,7 @@ def describe(path: Path) -> dict:
         "split": source.get("split", "?"),
         "n": meta.get("n"),
         "mib": size / 2**20,
-        "state": "complete" if (path / "COMPLETE").exists() else "partial",
+        "state": state,
     }
 
 
@@ -60,47 +76,51 @@ def list_entries(cache: FeatureCache, args: argparse.Namespace) -> int:
     return 0
 
 
-def check_entry(path: Path) -> str | None:
-    """None if the entry is sound, else the first problem found."""
-    import numpy as np
-
-    from .cache import TODO
-
-    meta = json.loads((path / "meta.json").read_text())
-    for name, shape in meta["arrays"].items():
-        file = path / f"{name}.npy"
-        if not file.exists():
-            return f"{file.name} missing"
-        array = np.load(file, mmap_mode="r")
-        if tuple(array.shape) != (meta["n"], *shape):
-            return f"{file.name} has shape {array.shape}, meta says {(meta['n'], *shape)}"
-    filled = np.load(path / "filled.npy")
-    if (path / "COMPLETE").exists() and (filled == TODO).any():
-        return f"marked complete but {int((filled == TODO).sum())} rows were never written"
-    return None
-
-
 def verify_entries(cache: FeatureCache, args: argparse.Namespace) -> int:
+    from ..common.files import file_lock
+    from .cache_entry import Entry
+
     bad = 0
     for path in cache.entries():
-        problem = check_entry(path)
-        bad += problem is not None
-        print(f"{path.name}: {'ok' if problem is None else 'BAD: ' + problem}")
-    print(f"{bad} bad entries")
+        state = describe(path)["state"]
+        if state != "complete":
+            print(f"{path.name}: {state}, not checked (no checksums until an entry completes)")
+            continue
+        entry = Entry(path, {}, [])
+        with file_lock(entry.lock_path):  # not while another process completes or repairs it
+            damage = entry.verify()
+            if damage and args.repair:
+                entry.reset(damage)
+        if not damage:
+            print(f"{path.name}: ok")
+            continue
+        bad += 1
+        more = f" (and {len(damage) - 1} more)" if len(damage) > 1 else ""
+        print(f"{path.name}: BAD: {damage[0].text}{more}")
+        if args.repair:
+            whole = any(d.rows is None for d in damage)
+            print(f"{path.name}: {'removed' if whole else 'damaged rows'} marked for recomputation by the next run")
+    fix = "" if args.repair or not bad else " (`toto-eval cache verify --repair`, or the next run, recomputes them)"
+    print(f"{bad} bad entries{fix}")
     return 1 if bad else 0
 
 
 def prune_entries(cache: FeatureCache, args: argparse.Namespace) -> int:
+    from ..common.files import file_lock
+    from .cache_entry import Entry
+
     removed = 0
     for path in cache.entries():
         info = describe(path)
         if (
             args.all
             or (args.backbone and info["backbone"] == args.backbone)
-            or (not args.backbone and info["state"] == "partial")
+            or (not args.backbone and info["state"] != "complete")
         ):
-            shutil.rmtree(path)
-            path.with_name(f".{path.name}.lock").unlink(missing_ok=True)  # the entry's writers' lock goes with it
+            lock = Entry(path, {}, []).lock_path
+            with file_lock(lock):
+                shutil.rmtree(path)
+                lock.unlink(missing_ok=True)  # a process waiting on it notices and locks the new file
             removed += 1
     print(f"removed {removed} entries from {cache.root}")
     return 0

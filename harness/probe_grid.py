@@ -10,7 +10,8 @@ is one code path for both modes:
 - the loss is the mean over the global batch of every head's cross-entropy (a sum over heads, so they stay
   independent), per-head clipping, `StackedAdamW`, warm-up + cosine;
 - a checkpoint after every epoch (heads, optimiser moments, data-order state), so a killed run resumes at the
-  epoch it reached; the finished grid is kept too, so rerunning an identical probe costs nothing;
+  epoch it reached; the finished grid is kept too, so rerunning an identical probe costs nothing; one run at a
+  time trains a state folder (rank 0 holds its lock), so a second run of the same grid waits and reads it back;
 - selection on a seeded held-out part of train, never on the reported split; prediction on the held-out and test
   rows is sharded over ranks, with every view of a test sample (softmax averaged), and only hit counts and the
   chosen heads' probabilities are kept (a (heads x samples x classes) array would not fit at ImageNet size).
@@ -18,6 +19,7 @@ is one code path for both modes:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -31,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..common.files import atomic_write_bytes, atomic_write_text
+from ..common import faults
+from ..common.files import atomic_write_bytes, atomic_write_text, file_lock, remove_stale_temporaries
 from ..common.log import progress as progress_bar
 from ..common.schedule import warmup_cosine
 from .dist import Dist
@@ -116,23 +119,24 @@ def fit_probe_grid(
 ) -> GridResult:
     """Train every head, select on a held-out part of train, score on test; resumable through `state_dir`."""
     dist = dist or Dist()
-    if state_dir is not None and (state_dir / "grid.json").exists():
-        log.info("probe grid read back from %s", state_dir)
-        return _load_result(state_dir)
-    torch.manual_seed(seed)
-    head_cls, n = PROBES.get(cfg.probe), len(cfg.settings())
-    heads = nn.ModuleDict(
-        {str(layer): head_cls(n, train.dim(layer)[-1], num_heads, num_classes) for layer in train.layers}
-    ).to(device)
-    fit_rows, hold_rows = split_holdout(len(train.labels), cfg.holdout, seed)
-    _train(heads, train, fit_rows, cfg, seed, device, progress, dist, state_dir)
-    hold = _predict(heads, train, hold_rows, cfg, device, dist)
-    best = {layer: int(np.argmax(hits[0].mean(-1))) for layer, hits in hold.items()}
-    tested = _predict(heads, test, np.arange(len(test.labels)), cfg, device, dist, keep=best)
-    result = _score(train.layers, cfg, hold, tested, best)
-    if state_dir is not None and dist.main:
-        _save_result(state_dir, result, heads)
-    return result
+    with _state_lock(state_dir, dist):
+        if _finished(state_dir, dist):
+            log.info("probe grid read back from %s", state_dir)
+            return _load_result(state_dir, dist)
+        torch.manual_seed(seed)
+        head_cls, n = PROBES.get(cfg.probe), len(cfg.settings())
+        heads = nn.ModuleDict(
+            {str(layer): head_cls(n, train.dim(layer)[-1], num_heads, num_classes) for layer in train.layers}
+        ).to(device)
+        fit_rows, hold_rows = split_holdout(len(train.labels), cfg.holdout, seed)
+        _train(heads, train, fit_rows, cfg, seed, device, progress, dist, state_dir)
+        hold = _predict(heads, train, hold_rows, cfg, device, dist)
+        best = {layer: int(np.argmax(hits[0].mean(-1))) for layer, hits in hold.items()}
+        tested = _predict(heads, test, np.arange(len(test.labels)), cfg, device, dist, keep=best)
+        result = _score(train.layers, cfg, hold, tested, best)
+        if state_dir is not None and dist.main:
+            _save_result(state_dir, result, heads)
+        return result
 
 
 def _train(
@@ -270,6 +274,22 @@ def _score(layers: list[int], cfg: ProbeConfig, hold: dict, tested: dict, best: 
 # --- checkpoints and the finished grid -----------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _state_lock(state_dir: Path | None, dist: Dist):
+    """`.<folder>.lock` beside a probe state folder, held by rank 0 while it trains (its other ranks follow its
+    decisions), so two runs never train, checkpoint and finish one grid at once."""
+    if state_dir is None or not dist.main:
+        yield
+        return
+    with file_lock(state_dir.with_name(f".{state_dir.name}.lock")):
+        yield
+
+
+def _finished(state_dir: Path | None, dist: Dist) -> bool:
+    """Whether the grid is finished, as rank 0 (holding the lock) sees it: every rank takes the same branch."""
+    return bool(dist.broadcast(state_dir is not None and dist.main and (state_dir / "grid.json").exists()))
+
+
 def _resume(
     state_dir: Path | None, heads: nn.ModuleDict, opt: StackedAdamW, rng: np.random.Generator
 ) -> tuple[int, int]:
@@ -298,6 +318,7 @@ def _checkpoint(state_dir: Path | None, dist: Dist, heads: nn.ModuleDict, opt, r
         buffer,
     )  # fmt: skip
     atomic_write_bytes(state_dir / "epoch.pt", buffer.getvalue())
+    faults.point("probe.epoch")
 
 
 def _save_result(state_dir: Path, result: GridResult, heads: nn.ModuleDict) -> None:
@@ -308,6 +329,7 @@ def _save_result(state_dir: Path, result: GridResult, heads: nn.ModuleDict) -> N
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
     atomic_write_bytes(state_dir / "heads.safetensors", save(tensors))
+    faults.point("probe.save")
     buffer = io.BytesIO()
     arrays = {"test_probs": result.test_probs, **{f"layer_{k}": v for k, v in result.layer_probs.items()}}
     np.savez(buffer, **arrays)
@@ -315,13 +337,21 @@ def _save_result(state_dir: Path, result: GridResult, heads: nn.ModuleDict) -> N
     chosen = [next(i for i, h in enumerate(result.heads) if h is row) for row in result.per_layer]
     record = {"format": GRID_FORMAT, "heads": result.heads, "per_layer": chosen, "selected": result.selected}
     atomic_write_text(state_dir / "grid.json", json.dumps(record))  # last: marks the grid finished
+    faults.point("probe.save")
     (state_dir / "epoch.pt").unlink(missing_ok=True)
+    remove_stale_temporaries(state_dir)
 
 
-def _load_result(state_dir: Path) -> GridResult:
+def _load_result(state_dir: Path, dist: Dist) -> GridResult:
+    if dist.main:  # what a run killed after finishing the grid may have left: its last checkpoint, temporaries
+        (state_dir / "epoch.pt").unlink(missing_ok=True)
+        remove_stale_temporaries(state_dir)
     record = json.loads((state_dir / "grid.json").read_text())
     with np.load(state_dir / "grid.npz", allow_pickle=False) as arrays:
         layer_probs = {int(k.split("_")[1]): arrays[k] for k in arrays.files if k.startswith("layer_")}
         test_probs = arrays["test_probs"]
     heads = record["heads"]  # per-layer rows are the same dicts as their heads' rows, as when trained
-    return GridResult(heads, record["selected"], [heads[i] for i in record["per_layer"]], test_probs, layer_probs)
+    per_layer = [heads[i] for i in record["per_layer"]]
+    # and the selected head is one of them (the same dict: what a task adds to a row, e.g. its interval, it has too)
+    selected = next((row for row in per_layer if row == record["selected"]), record["selected"])
+    return GridResult(heads, selected, per_layer, test_probs, layer_probs)

@@ -2,14 +2,21 @@
 
 A `TaskResult` holds the numbers (main metric, all metrics, per-layer table, selected head) and everything needed
 to trust or reject them later (task version and config, backbone fingerprint, package version and git revision,
-seeds, data fingerprint, hardware, wall time, and the flags `limited`, `random_init`, `mini`). Files are written
-by atomic rename, so a crash never leaves half a result, and a failed task is a result too (status "failed"
-with its reason), so a table can say why a cell is empty.
+seeds, data fingerprint, hardware, wall time, and the flags `limited`, `random_init`, `mini`). A failed task is a
+result too (status "failed" with its reason), so a table can say why a cell is empty.
+
+Writing is safe against crashes, full disks and a second writer: atomic rename under a lock beside the file
+(`.<task>.json.lock`), and a failure caused by a full disk is never written (it says nothing about the backbone,
+and it would replace an earlier good result): `write_result` raises it instead, which stops the run. Every file
+carries `checksum`, a SHA-256 over the rest of its content (canonical JSON); `read_result` refuses a file whose
+content no longer matches it (edited or corrupted after it was written) in one line naming the file, so a
+leaderboard skips it with a note. Files from before checksums (schema 2) are read as they are.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -24,8 +31,9 @@ from typing import Any
 import torch
 
 from ..common.errors import DataError
+from ..common.files import DiskFullError, atomic_write_text, disk_error, file_lock, is_disk_full
 
-SCHEMA_VERSION = 2  # 2: mini_overrides, intervals
+SCHEMA_VERSION = 3  # 2: mini_overrides, intervals; 3: checksum
 
 
 @dataclass
@@ -55,6 +63,7 @@ class TaskResult:
     wall_seconds: float = 0.0
     provenance: dict[str, Any] = field(default_factory=dict)  # package version, git revision, hardware, time
     schema_version: int = SCHEMA_VERSION
+    checksum: str = ""  # "sha256:<hex>" of every other field (canonical JSON); set by write_result
 
     @property
     def ok(self) -> bool:
@@ -75,22 +84,43 @@ def checkpoint_tag(checkpoint: str) -> str:
 
 
 def write_result(result: TaskResult, results_dir: Path) -> Path:
+    """Write `result` (with its checksum) atomically under the file's lock; returns the path. A failure caused by a
+    full disk is raised as DiskFullError instead of being written."""
+    if result.status == "failed" and is_disk_full(result.error):
+        raise DiskFullError(result.error)
     path = result_path(results_dir, result.backbone, result.checkpoint, result.task)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(dataclasses.asdict(result), indent=1, default=_json_default, allow_nan=False))
-    os.replace(tmp, path)
+    # the record as it will read back (numpy scalars made plain, int keys made strings): what the checksum covers
+    record = json.loads(json.dumps(dataclasses.asdict(result), default=_json_default, allow_nan=False))
+    record["checksum"] = result_checksum(record)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise disk_error(path.parent, err) from err
+    with file_lock(path.with_name(f".{path.name}.lock")):
+        atomic_write_text(path, json.dumps(record, indent=1, allow_nan=False))
     return path
 
 
 def read_result(path: Path) -> TaskResult:
-    """Parse one result file; a malformed file is a DataError naming it."""
+    """Parse one result file; a malformed file, or one whose checksum no longer matches, is a DataError naming it."""
     try:
         raw = json.loads(Path(path).read_text())
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        stored = raw.get("checksum")
+        if stored and stored != result_checksum(raw):
+            raise DataError(f"{path}: content does not match its checksum (edited or corrupted after it was written)")
         known = {f.name for f in dataclasses.fields(TaskResult)}
         return TaskResult(**{k: v for k, v in raw.items() if k in known})
     except (OSError, ValueError, TypeError, AttributeError) as err:
         raise DataError(f"{path}: not a toto-eval result file ({err})") from None
+
+
+def result_checksum(record: dict[str, Any]) -> str:
+    """SHA-256 of a result record without its `checksum` field, as canonical JSON (sorted keys, no spaces)."""
+    body = {k: v for k, v in record.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def provenance() -> dict[str, Any]:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
@@ -28,8 +29,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
+from ..common import faults
+from ..common.checksums import folder_manifest, manifest_problem
 from ..common.errors import ConfigError, DataError
-from ..common.files import file_lock
+from ..common.files import KEPT_HIDDEN, atomic_write_text, disk_error, file_lock
 from .backbone import Backbone, Layers, resolve_layers
 from .display import Display
 from .dist import Dist
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
     from .plan import Extraction
 
 log = logging.getLogger(__name__)
+MANIFEST = ".manifest.json"  # in a mini dataset: every file's size and SHA-256, written at generation
+_SOUND_DATASETS: set[tuple] = set()  # (root, manifest and marker mtimes) found sound by this process
 
 
 @dataclass
@@ -119,19 +124,28 @@ class RunContext:
         return backbone.default_layer
 
     def dataset_root(self, dirname: str, make_mini: Callable[[Path], None], version: str = "1") -> Path:
-        """`<data-root>/<dirname>`, or the mini version, generated (atomically) on first use and again whenever
-        the generator's `version` differs from the one that wrote it."""
+        """`<data-root>/<dirname>`, or the mini version, generated (atomically) on first use, and again whenever
+        the generator's `version` differs from the one that wrote it or a file no longer matches the dataset's
+        manifest (sizes and SHA-256 of every file, written at generation, checked once per process)."""
         if self.data_root is not None:
             root = self.data_root / dirname
             if not root.is_dir():
                 raise DataError(f"{root}: dataset folder not found (expected under --data-root {self.data_root})")
             return root
         root = self.mini_root / dirname
-        if _mini_version(root) == version:
+        if _mini_version(root) == version and _mini_problem(root) is None and not _stale_generations(root):
             return root
-        with file_lock(self.mini_root / f".{dirname}.lock"):  # one generator at a time: ranks, parallel runs
+        with file_lock(root.parent / f".{root.name}.lock"):  # one generator at a time: ranks, parallel runs
+            stale = _stale_generations(root)  # under the lock: no generation of this dataset is running
+            for path in stale:
+                shutil.rmtree(path, ignore_errors=True)
+            if stale:
+                log.info("removed %d unfinished generation folder(s) of %s left by a stopped run", len(stale), root)
             if _mini_version(root) != version:
                 log.info("generating the mini %s dataset in %s (once)", dirname, root)
+                _generate_atomically(root, make_mini, version)
+            elif (problem := _mini_problem(root)) is not None:
+                log.warning("%s; regenerating the mini %s dataset", problem, dirname)
                 _generate_atomically(root, make_mini, version)
         return root
 
@@ -231,19 +245,53 @@ def _mini_version(root: Path) -> str | None:
     return "1" if text == "ok" else text  # "ok": written before versions were recorded, i.e. version 1
 
 
+def _mini_problem(root: Path) -> str | None:
+    """None if a finished mini dataset matches its manifest (checked once per process and manifest), else the first
+    difference, one line naming the file."""
+    manifest = root / MANIFEST
+    try:
+        stamp = (str(root), manifest.stat().st_mtime_ns, (root / ".complete").stat().st_mtime_ns)
+        if stamp in _SOUND_DATASETS:
+            return None
+        files = json.loads(manifest.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{manifest}: missing or unreadable (written by an older toto-eval, or damaged)"
+    problem = manifest_problem(root, files, skip=KEPT_HIDDEN)
+    if problem is None:
+        _SOUND_DATASETS.add(stamp)
+    return problem
+
+
+def _stale_generations(root: Path) -> list[Path]:
+    """The `.<name>-XXXXXXXX` folders beside `root` (tempfile's names): generations, or replaced versions, of this
+    dataset. Found under the dataset's lock, they are what a stopped run left behind."""
+    pattern = re.compile(rf"\.{re.escape(root.name)}-[a-z0-9_]{{8}}")
+    return [p for p in root.parent.glob(f".{root.name}-*") if p.is_dir() and pattern.fullmatch(p.name)]
+
+
 def _generate_atomically(root: Path, make_mini: Callable[[Path], None], version: str) -> None:
-    # Generate into a sibling temp folder and rename, so an interrupted generation never looks complete.
+    """Generate into a hidden sibling folder, write its manifest and completion marker, then rename it into place,
+    so an interrupted generation never looks complete; a full disk is a one-line DiskFullError, nothing kept."""
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    old = None
     try:
         make_mini(tmp)
-        (tmp / ".complete").write_text(f"{version}\n")
-        if root.exists():
-            shutil.rmtree(root)
+        files = folder_manifest(tmp, skip=KEPT_HIDDEN)
+        atomic_write_text(tmp / MANIFEST, json.dumps({"version": version, "files": files}, indent=0))
+        faults.point("mini.generated")
+        atomic_write_text(tmp / ".complete", f"{version}\n")
+        if root.exists():  # moved aside, then removed: readers of the old files keep them until they close them
+            old = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+            os.replace(root, old)
+            faults.point("mini.replace")
         os.replace(tmp, root)
+    except OSError as err:
+        raise disk_error(root, err) from err
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        for path in (tmp, old):
+            if path is not None and path.exists():
+                shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass

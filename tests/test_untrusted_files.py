@@ -222,7 +222,6 @@ def test_cache_arrays_never_unpickle_code(tmp_path, marker):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="harness/cache.py _Entry.open: np.load's ValueError escapes un-named")
 def test_cache_arrays_error_is_one_line(tmp_path, marker):
     entry = _cache_entry(tmp_path, marker)
     path = entry / "pooled_L0.npy"
