@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import sys
 import time
@@ -34,27 +33,23 @@ import torch
 
 from toto_eval.common.log import setup_logging
 from toto_eval.harness.evaluate import RunOptions, create_backbone, evaluate
+from toto_eval.harness.intervals import bootstrap_mean
+from toto_eval.harness.intervals import wilson as wilson_interval
 
 PROBE_TASKS = {"imagenet_probe": "imagenet_probe", "k400_probe": "k400", "cater": "cater"}
 MODULES = {**PROBE_TASKS, "davis": "davis", "ego4d_sta": "ego4d_sta", "robot": "robot"}
 RESAMPLES = 2000
 
 
-def bootstrap(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
+def bootstrap(values: np.ndarray) -> tuple[float, float]:
     """Percentile 95% interval of the mean of `values` (one entry per val sample)."""
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (RESAMPLES, len(values)))].mean(1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+    ci = bootstrap_mean(values, resamples=RESAMPLES)
+    return ci["low"], ci["high"]
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, c - h), min(1.0, c + h)
+def wilson(k: int, n: int) -> tuple[float, float]:
+    ci = wilson_interval(k, n)
+    return ci["low"], ci["high"]
 
 
 class Capture:

@@ -43,7 +43,8 @@ def add_verbosity(parser: argparse.ArgumentParser) -> None:
 def run_command(prog: str, parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     """Parse, set up logging, run `args.func(args)`; map user errors and Ctrl-C to the documented exit codes."""
     args = parser.parse_args(argv)
-    setup_logging(int(getattr(args, "verbose", False)) - int(getattr(args, "quiet", False)), prog)
+    verbosity = int(getattr(args, "verbose", False)) - int(getattr(args, "quiet", False))
+    setup_logging(verbosity, prog, bars=not getattr(args, "no_progress", False))
     func: Callable[[argparse.Namespace], int | None] | None = getattr(args, "func", None)
     if func is None:  # a command group called without its subcommand
         parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])

@@ -27,3 +27,9 @@ class CheckpointError(TotoEvalError):
 def data_error(path: object, problem: str) -> DataError:
     """The conventional `<path>: <problem>` one-liner."""
     return DataError(f"{path}: {problem}")
+
+
+def describe(err: BaseException, limit: int = 150) -> str:
+    """`Type: first line` of an exception from another library, for a one-line message (torch's errors span pages)."""
+    first = (str(err).strip().splitlines() or [""])[0]
+    return f"{type(err).__name__}: {first[:limit]}"

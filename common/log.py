@@ -1,9 +1,11 @@
 """Logging and progress for a library that stays quiet until a command line asks it to talk.
 
-Library code logs through `logging.getLogger(__name__)` and shows progress with `progress(...)`, which is off
-unless the caller turns it on. The command lines call `setup_logging(verbosity)`: INFO to stderr by default,
-DEBUG with -v, WARNING with -q, and every record goes through `tqdm.write` so a message printed inside a loop
-never breaks a progress bar. Python callers that configure nothing see warnings only, and no bars.
+Library code logs through `logging.getLogger(__name__)` and shows progress with `progress(...)`. A bar is drawn
+when the caller says so (`enabled=True`) or, for work deep inside the library that has no flag of its own (a mini
+dataset generated on first use, robot demos, rollouts), when a command line asked for bars (`enabled=None`).
+The command lines call `setup_logging(verbosity, bars=...)`: INFO to stderr by default, DEBUG with -v, WARNING
+with -q (and no bars), and every record goes through `tqdm.write` so a message printed inside a loop never breaks
+a progress bar. Python callers that configure nothing see warnings only, and no bars.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_bars = False  # set by setup_logging: whether a command line wants bars for work that has no flag of its own
 
 
 class _TqdmHandler(logging.StreamHandler):
@@ -29,8 +32,10 @@ class _TqdmHandler(logging.StreamHandler):
             self.handleError(record)
 
 
-def setup_logging(verbosity: int = 0, prog: str = "toto-eval") -> None:
-    """Configure the `toto_eval` loggers for a command line: 0 = INFO, >0 = DEBUG, <0 = WARNING."""
+def setup_logging(verbosity: int = 0, prog: str = "toto-eval", bars: bool = True) -> None:
+    """Configure the `toto_eval` loggers for a command line: 0 = INFO, >0 = DEBUG, <0 = WARNING (and no bars)."""
+    global _bars
+    _bars = bars and verbosity >= 0
     level = logging.INFO if verbosity == 0 else logging.DEBUG if verbosity > 0 else logging.WARNING
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 narrates; the others warn
         level = max(level, logging.WARNING)
@@ -43,8 +48,10 @@ def setup_logging(verbosity: int = 0, prog: str = "toto-eval") -> None:
     root.setLevel(level)
 
 
-def progress(iterable: Iterable[T] | None = None, *, enabled: bool, **kwargs: Any) -> Any:
-    """A tqdm bar with an ETA when `enabled`, else the bare iterable (or a no-op bar with `total=`)."""
+def progress(iterable: Iterable[T] | None = None, *, enabled: bool | None = None, **kwargs: Any) -> Any:
+    """A tqdm bar with an ETA when `enabled` (None: when a command line asked for bars), else the bare iterable
+    (or a no-op bar with `total=`)."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, disable=not enabled, dynamic_ncols=True, **kwargs)
+    on = _bars if enabled is None else enabled
+    return tqdm(iterable, disable=not on or int(os.environ.get("RANK", "0")) > 0, dynamic_ncols=True, **kwargs)

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common.config import build_config
-from ..common.errors import CheckpointError, ConfigError
+from ..common.errors import CheckpointError, ConfigError, describe
 from .configs import VQConfig
 from .schedule import eta
 
@@ -239,7 +239,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any parse failure is the file's fault, reported in one line
-        raise CheckpointError(f"{path}: not a readable state dict ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"{path}: not a readable state dict ({describe(err)})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a flat dict of tensors")
     return state

@@ -39,7 +39,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from ..common.errors import CheckpointError, ConfigError
+from ..common.errors import CheckpointError, ConfigError, describe
 from . import checkpoint
 from .archs import arch_for_config, get_arch
 from .configs import TrainConfig
@@ -215,7 +215,7 @@ def load_state(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer) -> None
     try:
         optim = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: name it, keep the checkpoint untouched
-        raise CheckpointError(f"{ckpt / 'optimizer.pt'}: unreadable optimizer state ({err})") from None
+        raise CheckpointError(f"{ckpt / 'optimizer.pt'}: unreadable optimizer state ({describe(err)})") from None
     set_optimizer_state_dict(model, opt, optim, options=StateDictOptions(full_state_dict=True))
 
 

@@ -5,6 +5,7 @@ Run: python -m pytest tests/test_ego4d_task.py -q
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from toto_eval.tasks.ego4d_sta.data import load_detections, load_split
 from toto_eval.tasks.ego4d_sta.heads import BoxSet, HeadConfig, box_features, fit_heads, split_by_group
 from toto_eval.tasks.ego4d_sta.results import score
 from toto_eval.tasks.ego4d_sta.score_cli import main as score_main
-from toto_eval.tasks.ego4d_sta.task import Config, Ego4DSTA
+from toto_eval.tasks.ego4d_sta.task import MINI_VERSION, Config, Ego4DSTA
 
 
 def test_box_features_pool_inside_the_box():
@@ -82,9 +83,10 @@ def test_heads_learn_verbs_and_ttc_deterministically(one_thread):
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory) -> RunContext:
     base = tmp_path_factory.mktemp("sta")
-    mini.make_mini(base / "mini" / "ego4d", seed=0, videos=(3, 2, 1), episodes=2)
-    (base / "mini" / "ego4d" / ".complete").write_text("ok\n")
-    return RunContext(cache=FeatureCache(base / "features"), data_root=None, mini_root=base / "mini", progress=False)
+    ctx = RunContext(cache=FeatureCache(base / "features"), data_root=None, mini_root=base / "mini", progress=False)
+    small = functools.partial(mini.make_mini, seed=0, videos=(3, 2, 1), episodes=2)  # a smaller mini, made as runs do
+    ctx.dataset_root("ego4d", small, MINI_VERSION)
+    return ctx
 
 
 @pytest.fixture(scope="module")

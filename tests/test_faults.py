@@ -33,6 +33,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -403,12 +404,6 @@ def test_slow_robot_demos(tmp_path):
     check_all(*drill(job, tmp_path, hooks=0, delays=6))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tasks/robot/demos.py leaves a killed recording's temporaries (.ep_NNNNN.<pid>.npz, "
-    ".manifest.json.<pid>.tmp) forever: it should write them with common.files (temporary_path, "
-    "atomic_write_text) and call remove_stale_temporaries(folder) when it starts",
-)
 def test_robot_demos_remove_a_killed_recordings_temporaries(tmp_path):
     from toto_eval.tasks.robot.demos import demo_dir, record_demos
     from toto_eval.tasks.robot.envs import EnvConfig
@@ -418,8 +413,9 @@ def test_robot_demos_remove_a_killed_recordings_temporaries(tmp_path):
     folder.mkdir(parents=True)
     gone = subprocess.Popen(["true"])
     gone.wait()  # a process id that no longer runs: what a killed recorder leaves
-    (folder / f".ep_00000.{gone.pid}.npz").write_bytes(b"half an episode")
-    (folder / f".manifest.json.{gone.pid}.tmp").write_text("{")
+    host = socket.gethostname()  # common.files' temporaries: `.<name>.tmp-<host>-<pid>`
+    (folder / f".ep_00000.npz.tmp-{host}-{gone.pid}").write_bytes(b"half an episode")
+    (folder / f".manifest.json.tmp-{host}-{gone.pid}").write_text("{")
     record_demos(tmp_path, "franka_pick", cfg, 0)
     assert temporary_files(tmp_path) == []
 

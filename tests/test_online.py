@@ -3,7 +3,7 @@ one seed gives the same selected head, the same per-layer top-1 and the same hea
 under torchrun equal 1 rank with an uneven last batch; the all-reduced batch statistics equal BatchNorm1d on the
 whole batch; the planner's refusal writes nothing.
 
-Run: python -m pytest tests/test_online.py -q
+Run: python -m pytest tests/test_online.py -q    (the K400 and the 2-rank online cases: add -m slow)
 """
 
 from __future__ import annotations
@@ -45,7 +45,10 @@ def _compare(a, b, heads_a, heads_b, rtol: float = 1e-5) -> None:
 
 @pytest.mark.parametrize(
     ("task", "overrides", "limit"),
-    [("k400_probe", K400, None), ("imagenet_probe", {"probe.epochs": "2", "probe.lrs": "[1e-3,1e-2]"}, 240)],
+    [
+        pytest.param("k400_probe", K400, None, marks=pytest.mark.slow),  # video clips online: minutes
+        ("imagenet_probe", {"probe.epochs": "2", "probe.lrs": "[1e-3,1e-2]"}, 240),
+    ],
 )
 def test_online_equals_cached(tmp_path, mini_cache, task, overrides, limit):
     results = {}
@@ -78,7 +81,7 @@ def test_global_batch_norm_equals_batchnorm1d_on_the_whole_batch(tmp_path):
         np.testing.assert_allclose(r["var"], ref.running_var.numpy(), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("mode", ["online", "cached"])
+@pytest.mark.parametrize("mode", [pytest.param("online", marks=pytest.mark.slow), "cached"])
 def test_two_ranks_equal_one_rank(tmp_path, mini_cache, mode):
     for world in (1, 2):
         cache = tmp_path / f"cache{world}"

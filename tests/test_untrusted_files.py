@@ -5,8 +5,7 @@ The payload is a pickle whose `__reduce__` calls `open(marker, "w")`: unpickled 
 proves the payload is live; every other test feeds it to one loader (weight files of every suffix and container,
 the zoo factories with `checkpoint=`, the dVAE weights, the training resume's optimizer state, robot demo files,
 feature-cache arrays, token shards) and asserts that the marker never appears and that the error is a
-`TotoEvalError` of one line naming the file. Loaders in harness/ and pretrain/ whose message is not one line yet
-are marked xfail(strict=True) on that assertion only, with the change they need in the reason.
+`TotoEvalError` of one line naming the file (errors from torch or numpy are cut to their first line).
 
 Run: python -m pytest tests/test_untrusted_files.py -q
 """
@@ -142,7 +141,6 @@ def test_dvae_tokenizer_weights_never_unpickle_code(tmp_path, marker):
     _refused(lambda: DVAETokenizer(path), path, marker)
 
 
-@pytest.mark.xfail(strict=True, reason="pretrain/tokenizers.py read_state_dict puts torch's multi-line error in")
 def test_dvae_tokenizer_weights_error_is_one_line(tmp_path, marker):
     from toto_eval.pretrain.tokenizers import read_state_dict
 
@@ -174,7 +172,6 @@ def test_training_resume_optimizer_state_never_unpickles_code(tmp_path, marker):
     assert "optimizer.pt" in _refused(lambda: load_state(ckpt, model, opt), ckpt / "optimizer.pt", marker)
 
 
-@pytest.mark.xfail(strict=True, reason="pretrain/train.py load_state puts torch's multi-line error in the message")
 def test_training_resume_optimizer_state_error_is_one_line(tmp_path, marker):
     from toto_eval.pretrain.train import load_state
 

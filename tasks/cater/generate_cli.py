@@ -50,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         scene=scene,
     )
-    stats = write_dataset(args.out, cfg, progress=True)
+    stats = write_dataset(args.out, cfg)
     print(f"wrote {stats['videos']} videos to {args.out} in {stats['seconds']:.0f} s")
     return 0

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from toto_eval.harness.video import write_video
+from toto_eval.common.log import progress
 
 from .generator import COLORS, Scene, SceneConfig, generate_scene, grid_label
 
@@ -81,19 +81,21 @@ def make_mini(root: Path, camera_motion: bool = False) -> None:
     write_dataset(root, dataclasses.replace(MINI, scene=dataclasses.replace(MINI.scene, camera_motion=camera_motion)))
 
 
-def write_dataset(root: Path, cfg: DatasetConfig, progress: bool = False) -> dict:
+def write_dataset(root: Path, cfg: DatasetConfig, bars: bool | None = None) -> dict:
     """Generate, render and write every video, its scene JSON and the list files; returns timing stats."""
     root = Path(root)
     for sub in ("videos", "scenes", *(f"lists/{task}" for task in GRIDS)):
         (root / sub).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     names, labels = [], {task: [] for task in GRIDS}
+    from toto_eval.harness.video import write_video  # torch and PyAV: not for `toto-eval --help`
+
     from .render import SceneRenderer  # pybullet prints a banner on import: load it only to generate
 
     renderer = SceneRenderer(
         cfg.width, cfg.height, shadows=cfg.shadows, lens_mm=cfg.lens_mm, snitch_scale=cfg.snitch_scale
     )
-    for i in range(cfg.videos):
+    for i in progress(range(cfg.videos), enabled=bars, desc="cater videos", unit="video"):
         name, seed = f"CATER_new_{i:06d}", cfg.seed * 1_000_003 + i
         frames, record = render_video(renderer, generate_scene(seed, cfg.scene), cfg.video_frames, seed)
         write_video(root / "videos" / f"{name}.mp4", frames, fps=FPS * len(frames) / record["num_frames"])
@@ -101,8 +103,6 @@ def write_dataset(root: Path, cfg: DatasetConfig, progress: bool = False) -> dic
         names.append(f"{name}.mp4")
         for task in GRIDS:
             labels[task].append(record["snitch"][task])
-        if progress and (i + 1) % 20 == 0:
-            print(f"cater: {i + 1}/{cfg.videos} videos", flush=True)
     renderer.close()
     order = np.random.default_rng(42).permutation(cfg.videos)
     cut = round(cfg.train_fraction * cfg.videos)

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from toto_eval.common.errors import DataError, data_error
+from toto_eval.common.errors import DataError, data_error, describe
+from toto_eval.common.files import atomic_write_bytes, atomic_write_text, remove_stale_temporaries
+from toto_eval.common.log import progress
 
 from .envs import EnvConfig, ManipEnv
 from .experts import run_expert
@@ -58,10 +60,13 @@ def record_demos(root: Path, task: str, env_cfg: EnvConfig, n: int, max_attempts
     """Make sure `n` successful demos exist under `root`; records only the missing ones. Returns the folder."""
     folder = demo_dir(root, task, env_cfg)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder)  # what a killed recording left behind
     manifest = _read_manifest(folder) if (folder / "manifest.json").exists() else _new_manifest(task, env_cfg)
     episodes = manifest["episodes"]
     limit = max_attempts if max_attempts is not None else 3 * n + 10
     env = None
+    have = min(n, sum(e["success"] for e in episodes))
+    bar = progress(total=n, initial=have, desc=f"{task} demos", unit="demo", leave=False)
     try:
         while sum(e["success"] for e in episodes) < n:
             if len(episodes) >= limit:
@@ -73,9 +78,11 @@ def record_demos(root: Path, task: str, env_cfg: EnvConfig, n: int, max_attempts
             if success:
                 entry["file"] = f"ep_{seed:05d}.npz"
                 _save_episode(folder / entry["file"], observations, actions)
+                bar.update()
             episodes.append(entry)
             _write_json(folder / "manifest.json", manifest)
     finally:
+        bar.close()
         if env is not None:
             env.close()
     return folder
@@ -120,14 +127,14 @@ def _read_manifest(folder: Path) -> dict:
 
 
 def _save_episode(path: Path, observations: list, actions: list[np.ndarray]) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
+    buffer = io.BytesIO()
     np.savez_compressed(
-        tmp,
+        buffer,
         images=np.stack([o.image for o in observations]),
         proprio=np.stack([o.proprio for o in observations]),
         actions=np.stack(actions).astype(np.float32),
     )
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _load_episode(path: Path, seed: int) -> Demo:
@@ -138,8 +145,7 @@ def _load_episode(path: Path, seed: int) -> Demo:
         with np.load(path, allow_pickle=False) as z:
             demo = Demo(seed, z["images"], z["proprio"].astype(np.float32), z["actions"].astype(np.float32))
     except Exception as err:  # BadZipFile, EOFError, ValueError (pickled data), KeyError, a bare .npy (no `with`)...
-        first = (str(err).strip().splitlines() or [""])[0]
-        raise data_error(path, f"corrupt demo file ({type(err).__name__}: {first[:150]})") from None
+        raise data_error(path, f"corrupt demo file ({describe(err)})") from None
     if demo.images.ndim != 4 or demo.proprio.ndim != 2 or demo.actions.ndim != 2:
         raise data_error(path, f"bad shapes: images {demo.images.shape}, proprio {demo.proprio.shape}")
     t = len(demo.actions)
@@ -149,6 +155,4 @@ def _load_episode(path: Path, seed: int) -> Demo:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1))

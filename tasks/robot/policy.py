@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from toto_eval.common.log import progress
 from toto_eval.common.schedule import warmup_cosine
 
 
@@ -81,7 +82,7 @@ def train_bc(
     gen = torch.Generator().manual_seed(seed)
     losses = []
     head.train()
-    for _ in range(cfg.epochs):
+    for _ in progress(range(cfg.epochs), desc="behaviour cloning", unit="epoch", leave=False):
         order = torch.randperm(n, generator=gen)
         total = 0.0
         for i in range(0, n, cfg.batch_size):

@@ -9,12 +9,14 @@ rates come with a Wilson score interval, which behaves at 0/n and n/n where the 
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from toto_eval.common.log import progress
+from toto_eval.harness.intervals import wilson
 
 from ._pybullet import p
 from .envs import EnvConfig, ManipEnv, Obs
@@ -32,23 +34,18 @@ class Episode:
     error: str | None = None  # why the simulator stopped the episode, if it did
 
 
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (95% for z = 1.96); (0, 1) when n = 0."""
-    if n == 0:
-        return 0.0, 1.0
-    phat = successes / n
-    denom = 1.0 + z * z / n
-    centre = (phat + z * z / (2 * n)) / denom
-    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def summarize(episodes: list[Episode]) -> dict:
     """Success rate, its Wilson interval, counts and the simulator errors of a list of episodes."""
     k, n = sum(e.success for e in episodes), len(episodes)
-    lo, hi = wilson(k, n)
+    ci = wilson(k, n)
     errors = [{"seed": e.seed, "error": e.error} for e in episodes if e.error]
-    return {"success": k / n if n else 0.0, "ci95": [lo, hi], "successes": k, "episodes": n, "errors": errors}
+    return {
+        "success": k / n if n else 0.0,
+        "ci95": [ci["low"], ci["high"]],
+        "successes": k,
+        "episodes": n,
+        "errors": errors,
+    }
 
 
 def evaluate_policy(
@@ -97,14 +94,17 @@ def run_lockstep(
     envs = [ManipEnv(task, env_cfg, render=render) for _ in range(min(parallel, len(seeds)))]
     episodes: list[Episode] = []
     steps = render_s = 0.0
+    bar = progress(total=len(seeds), desc=f"{task} rollouts", unit="episode", leave=False)
     try:
         for start in range(0, len(seeds), len(envs)):
             chunk = seeds[start : start + len(envs)]
             done, n_steps = _run_chunk(envs, chunk, policy)
             episodes += done
             steps += n_steps
+            bar.update(len(chunk))
         render_s = sum(env.render_seconds for env in envs)
     finally:
+        bar.close()
         for env in envs:
             env.close()
     wall = time.perf_counter() - t0
