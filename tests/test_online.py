@@ -3,7 +3,7 @@ one seed gives the same selected head, the same per-layer top-1 and the same hea
 under torchrun equal 1 rank with an uneven last batch; the all-reduced batch statistics equal BatchNorm1d on the
 whole batch; the planner's refusal writes nothing.
 
-Run: python -m pytest tests/test_online.py -q    (the K400 and the 2-rank online cases: add -m slow)
+Run: python -m pytest tests/test_online.py -q    (the K400 and the 2-rank cases: add -m slow)
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def test_global_batch_norm_equals_batchnorm1d_on_the_whole_batch(tmp_path):
         np.testing.assert_allclose(r["var"], ref.running_var.numpy(), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("mode", [pytest.param("online", marks=pytest.mark.slow), "cached"])
+@pytest.mark.slow  # two torchrun launches per mode: minutes (test_dist.py keeps 2-rank cases in the default suite)
+@pytest.mark.parametrize("mode", ["online", "cached"])
 def test_two_ranks_equal_one_rank(tmp_path, mini_cache, mode):
     for world in (1, 2):
         cache = tmp_path / f"cache{world}"
