@@ -230,14 +230,14 @@ def _study(sub: argparse._SubParsersAction) -> None:
                 _emit(command)
             _emit(f"# not run: the full {a.name} study needs the paper's data and GPU nodes; run the commands above")
             return 0
-        _emit(studies.run_study(a.name, a.size, a.out, a.threads))
+        _emit(studies.run_study(a.name, a.size, getattr(a, "out", None), a.threads))
         return 0
 
     names = ("tokenizers", "probe", "arch", "depth", "scaling", "frames")  # studies.STUDIES, without importing torch
     p = _command(sub, "study", "run one of the paper's studies end to end: pre-train, evaluate, table + figure", run)
     p.add_argument("name", choices=names, help="the study (see pretrain/studies/__init__.py)")
     p.add_argument("--size", default="mini", choices=["test", "mini", "full"], help="full: print the paper-scale run")
-    p.add_argument("--out", default=None, help="output folder (default: docs/studies/NAME)")
+    p.add_argument("--out", default=argparse.SUPPRESS, help="output folder (default: docs/studies/NAME)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
 

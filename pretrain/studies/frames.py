@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .report import Finding, Outcome, TableRow
+from .report import Finding, Outcome, TableRow, integer_ticks
 from .runner import Workspace, full_train_command, run_log
 
 
@@ -45,6 +45,7 @@ def run(ws: Workspace) -> Outcome:
         ax.bar(range(len(frames)), mean, yerr=spread, color=["tab:red"] + ["tab:blue"] * (len(frames) - 1))
         ax.set(xlabel="frame position", ylabel="loss (MSE)", title=f"ours: mean of the last {len(tail)} logs")
         ax.set_ylim(0.95 * (mean - spread).min(), 1.02 * (mean + spread).max())
+        integer_ticks(ax)
         bx = fig.add_subplot(1, 2, 2)
         for i in range(len(frames)):
             bx.plot(steps, table[:, i], lw=2 if i == 0 else 0.8, label=f"frame {i}")

@@ -9,7 +9,7 @@ causal model later tokens see more context, so uniform pooling under-weights the
 
 from __future__ import annotations
 
-from .report import Finding, Outcome, TableRow, interval, paper_rows, source
+from .report import Finding, Outcome, TableRow, integer_ticks, interval, paper_rows, source
 from .runner import Workspace, best_per_layer, full_train_command
 
 PROBES = ("attentive", "linear")
@@ -45,6 +45,7 @@ def run(ws: Workspace) -> Outcome:
             ax.plot(list(curves[p]), [100 * v for v in curves[p].values()], marker="o", label=p)
         ax.set(xlabel="layer", ylabel="mini ImageNet top-1 (%)", title="ours, per layer")
         ax.legend()
+        integer_ticks(ax)
         bx = fig.add_subplot(1, 2, 2)
         x = range(len(PROBES))
         bx.bar([i - 0.2 for i in x], [paper[p].values["top1"] for p in PROBES], 0.4, label="paper (ImageNet-1k)")

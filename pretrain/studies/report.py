@@ -184,3 +184,18 @@ def interval(result, key: str = "top1", scale: float = 100.0) -> tuple[float, fl
 def overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> str:
     """' (95% intervals overlap)' when two intervals do, so a small gap is not read as a result."""
     return " (95% intervals overlap)" if a and b and a[0] <= b[1] and b[0] <= a[1] else ""
+
+
+def integer_ticks(ax) -> None:
+    """Layer and frame axes: whole numbers only."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def plain_log_ticks(ax) -> None:
+    """Log axes spanning less than a decade get unreadable minor labels; keep the major ones only."""
+    from matplotlib.ticker import NullFormatter
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_formatter(NullFormatter())

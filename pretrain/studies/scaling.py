@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 
 from .. import scaling
-from .report import Finding, Outcome, TableRow, paper_rows_of, source
+from .report import Finding, Outcome, TableRow, paper_rows_of, plain_log_ticks, source
 from .runner import Workspace, final_loss, full_train_command, register_sizes
 
 SIZES = ("s32", "test", "s128")
@@ -90,6 +90,7 @@ def run(ws: Workspace) -> Outcome:
         ax = fig.add_subplot(1, 2, 1)
         scaling.draw(ax, {f"{m} ({params[m] / 1e6:.2f}M)": curves[m] for m in names}, fit)
         ax.set_title("ours: loss vs training compute")
+        plain_log_ticks(ax)
         bx = fig.add_subplot(1, 2, 2)
         grid = np.logspace(np.log10(fit.frontier[0, 0]), np.log10(fit.frontier[-1, 0]), 20)
         rel = lambda a, b: (a * grid**b) / (a * grid[0] ** b)  # noqa: E731  (relative loss: only the slope matters)
@@ -98,6 +99,7 @@ def run(ws: Workspace) -> Outcome:
         bx.set(xscale="log", yscale="log", xlabel="training compute (FLOPs)", ylabel="loss / loss at smallest C",
                title="slopes compared")  # fmt: skip
         bx.legend(fontsize=8)
+        plain_log_ticks(bx)
 
     return Outcome(
         title="compute scaling: power law through the loss frontier (Figure 9)",

@@ -10,7 +10,7 @@ ImageNet scale and finds the choice matters little at equal token resolution (pa
 
 from __future__ import annotations
 
-from .report import Finding, Outcome, TableRow, interval, overlap, paper_rows, source
+from .report import Finding, Outcome, TableRow, integer_ticks, interval, overlap, paper_rows, source
 from .runner import Workspace, best_per_layer, final_loss, full_train_command
 
 # (paper key, what the paper ran); ours sits on the row nearest to what we ran, the rest are the paper's alone
@@ -74,6 +74,7 @@ def run(ws: Workspace) -> Outcome:
             bx.plot(list(curve), [100 * v for v in curve.values()], marker="o", label=names[k])
         bx.set(xlabel="layer", ylabel="mini ImageNet top-1 (%)", title="ours, per layer")
         bx.legend(fontsize=8)
+        integer_ticks(bx)
 
     return Outcome(
         title="tokenisers: patch regression vs a learnt VQ codebook (Table 3)",
