@@ -162,8 +162,10 @@ class Workspace:
         )
         return ckpt
 
-    def evaluate(self, backbone: str, checkpoint: Path, task: str, probe: dict[str, Any] | None = None):
-        """One task on a trained checkpoint, every layer probed; the harness's TaskResult."""
+    def evaluate(
+        self, backbone: str, checkpoint: Path, task: str, probe: dict[str, Any] | None = None, random_init: bool = False
+    ):
+        """One task on a trained checkpoint (or its untrained twin), every layer probed; the harness's TaskResult."""
         from ...harness.evaluate import DEFAULT_CACHE, RunOptions, create_backbone, evaluate
 
         settings = dict(probe or {})
@@ -176,10 +178,11 @@ class Workspace:
             task_config={task: {f"probe.{k}": v for k, v in settings.items()}},
         )
         began = time.perf_counter()
-        result = evaluate(create_backbone(backbone, checkpoint=checkpoint), task, options)[0]
+        result = evaluate(create_backbone(backbone, checkpoint=checkpoint, random_init=random_init), task, options)[0]
         if result.status != "ok":
             raise ConfigError(f"{task} on {checkpoint}: {result.status} ({getattr(result, 'error', '')})")
-        self.events.append(f"evaluated {task} on {checkpoint.parent.parent.name} ({time.perf_counter() - began:.0f} s)")
+        what = f"{checkpoint.parent.parent.name}{' (random init)' if random_init else ''}"
+        self.events.append(f"evaluated {task} on {what} ({time.perf_counter() - began:.0f} s)")
         return result
 
 
