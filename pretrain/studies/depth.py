@@ -9,7 +9,7 @@ the same for Kinetics and DAVIS (Fig. 8): the last layers specialise in predicti
 
 from __future__ import annotations
 
-from .report import Finding, Outcome, TableRow
+from .report import CHANCE, Finding, Outcome, TableRow
 from .runner import Workspace, best_per_layer, full_train_command, register_sizes
 
 TASKS = (("imagenet_probe", "mini ImageNet"), ("k400_probe", "mini Kinetics"))
@@ -81,6 +81,7 @@ def run(ws: Workspace) -> Outcome:
         ),
         draw=draw,
         caveats=(
+            CHANCE,
             "The paper gives curves, not numbers, so the per-layer rows have no paper value; the summary states the "
             "peak (~50% depth), which is the one number compared.",
             "Neighbouring layers often differ by less than the 95% interval of a few hundred test clips; the best "

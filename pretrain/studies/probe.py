@@ -9,7 +9,7 @@ causal model later tokens see more context, so uniform pooling under-weights the
 
 from __future__ import annotations
 
-from .report import Finding, Outcome, TableRow, integer_ticks, interval, overlap, paper_rows, source
+from .report import CHANCE, Finding, Outcome, TableRow, integer_ticks, interval, overlap, paper_rows, source
 from .runner import Workspace, best_per_layer, full_train_command
 
 PROBES = ("attentive", "linear")
@@ -85,6 +85,7 @@ def run(ws: Workspace) -> Outcome:
         ),
         draw=draw,
         caveats=(
+            CHANCE,
             "The paper's model is a dVAE-token Toto at ImageNet scale; ours is a patch-token model of a few hundred "
             "thousand parameters on 8x8-pixel digits, so only the direction is comparable, not the numbers.",
             "The linear probe pools every token uniformly; the attentive probe has more parameters, which also "

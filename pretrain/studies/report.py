@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SILENT = "not reported"
+CHANCE = (
+    "The mini ImageNet has 10 classes (chance: 10% top-1) and is hard on purpose (mini suite v2: digits hidden in "
+    "photos, raw pixels cannot read them); a model this small and this briefly trained stays within a few points of "
+    "chance, so a direction read from these numbers is weak evidence."
+)
 
 
 @dataclass(frozen=True)
