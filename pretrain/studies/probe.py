@@ -79,15 +79,15 @@ def run(ws: Workspace) -> Outcome:
         findings=(finding, helped),
         measured=(
             f"One `{ws.size.model}`-size LLaMA-style Toto pre-trained on patch8 tokens ({ws.size.steps} steps), "
-            "frozen; "
-            "`imagenet_probe` on the mini suite (scikit-learn digits, 10 classes) with `probe.probe=attentive` and "
-            "`probe.probe=linear`, every layer x learning rate, the head selected on a 10% holdout of train."
+            "frozen; `imagenet_probe` on the mini suite (scikit-learn digits in photos, 10 classes) with "
+            "`probe.probe=attentive` and `probe.probe=linear`, every layer x learning rate, the head selected on a "
+            "10% holdout of train; the same with the untrained twin (`--random-init`) as the floor."
         ),
         draw=draw,
         caveats=(
             CHANCE,
             "The paper's model is a dVAE-token Toto at ImageNet scale; ours is a patch-token model of a few hundred "
-            "thousand parameters on 8x8-pixel digits, so only the direction is comparable, not the numbers.",
+            "thousand parameters on digits in photos, so only the direction is comparable, not the numbers.",
             "The linear probe pools every token uniformly; the attentive probe has more parameters, which also "
             "helps it on a small training set.",
         ),

@@ -96,7 +96,7 @@ def run(ws: Workspace) -> Outcome:
             "Our VQ is a small VQ-VAE with no perceptual loss (the paper's VQGAN has one, Sections 3.4 and 4.1); it is "
             "placed on the VQGAN 1k row as the nearest learnt-codebook setting, not as the same tokeniser.",
             "The paper probes linearly at 16x16 tokens on ImageNet-1k; ours probes attentively at 8x8 tokens on "
-            "scikit-learn digits. Training losses (MSE vs cross-entropy) are not comparable with each other.",
+            "scikit-learn digits in photos. Training losses (MSE vs cross-entropy) are not comparable with each other.",
             "With a few hundred steps the VQ model also sees a harder target (512-way classification); which "
             "tokeniser 'learns best' here is a statement about this budget, not about scale.",
         ),
