@@ -59,6 +59,7 @@ class Provenance:
     command: str
     size: dict
     wall_seconds: float
+    cold_seconds: float  # what the pre-training steps it used cost when built (cached ones included)
     events: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -127,8 +128,13 @@ def readme(name: str, outcome: Outcome, prov: Provenance) -> str:
 
 Command: `{prov.command}`
 
-Size: {size}. Wall time: {prov.wall_seconds:.0f} s ({minutes:.1f} min) on a shared 2-core CPU, one thread;
-steps reused from the study cache (`$TOTO_EVAL_CACHE_DIR/studies`) cost nothing here (see "Steps" below).
+Size: {size}.
+
+Wall time of this invocation: {prov.wall_seconds:.0f} s ({minutes:.1f} min) on a shared 2-core CPU, one thread. Steps
+reused from the study cache (`$TOTO_EVAL_CACHE_DIR/studies`, shared between studies) cost nothing here; building every
+pre-training step this study uses (corpus, tokeniser, shards, runs) cost {prov.cold_seconds:.0f} s
+({prov.cold_seconds / 60:.1f} min) when it was built, as recorded in the cache. Evaluation times are in "Steps" (an
+evaluation the harness has cached reads its features and probes back in seconds).
 
 ## What was measured
 
@@ -199,8 +205,9 @@ def integer_ticks(ax) -> None:
 
 
 def plain_log_ticks(ax) -> None:
-    """Log axes spanning less than a decade get unreadable minor labels; keep the major ones only."""
-    from matplotlib.ticker import NullFormatter
+    """Log axes spanning less than a decade get crowded minor labels: none on x (compute spans decades), plain
+    numbers on y (a loss spans less than one decade)."""
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))

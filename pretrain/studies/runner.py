@@ -25,6 +25,7 @@ from ..configs import TrainConfig, VQConfig
 
 log = logging.getLogger(__name__)
 
+BUILD_RECORD = "study_build_seconds.txt"  # in each cached folder: what building it cost
 # The toto_tiny recipe's mixture (pretrain/weights/toto_tiny/README.md), at 64 px, 8 frames every 4.
 FRAMES, STRIDE, RESOLUTION = 8, 4, 64
 
@@ -87,9 +88,20 @@ class Workspace:
     threads: int = 1
     root: Path = field(default_factory=cache_root)
     events: list[str] = field(default_factory=list)  # "built ..." / "reused ...", for the README
+    cold_seconds: float = 0.0  # what the cached steps this study used cost when they were built
+    _corpus_noted: bool = False
 
-    def _note(self, built: bool, what: str, began: float) -> None:
-        line = f"{'built' if built else 'reused'} {what}" + (f" ({time.perf_counter() - began:.0f} s)" if built else "")
+    def _note(self, built: bool, what: str, began: float, folder: Path) -> None:
+        """Log a step; a built one records its seconds in its folder, a reused one reads them back."""
+        record = folder / BUILD_RECORD
+        if built:
+            seconds: float | None = time.perf_counter() - began
+            record.write_text(f"{seconds:.1f}\n")
+        else:
+            seconds = float(record.read_text()) if record.exists() else None
+        self.cold_seconds += seconds or 0.0
+        took = "build time not recorded" if seconds is None else f"{'' if built else 'built in '}{seconds:.0f} s"
+        line = f"{'built' if built else 'reused'} {what} ({took})"
         self.events.append(line)
         log.info(line)
 
@@ -98,11 +110,11 @@ class Workspace:
         from ..data import write_wheel_corpus
 
         out, began = self.root / "corpus", time.perf_counter()
-        built = not (out / "done").exists()
+        built = not (out / BUILD_RECORD).exists()
         specs = write_wheel_corpus(out)  # idempotent: the slow parts are skipped when present
-        (out / "done").touch()
-        if built:
-            self._note(True, "corpus", began)
+        if built or not self._corpus_noted:
+            self._note(built, "corpus", began, out)
+            self._corpus_noted = True
         return specs
 
     def mixture(self, frames: int = FRAMES):
@@ -119,7 +131,8 @@ class Workspace:
         built, mixture, began = not (out / "vq.json").exists(), self.mixture(frames=1), time.perf_counter()
         if built:
             train_vq(mixture, out, cfg)
-        self._note(built, f"VQ tokeniser {out.name} ({cfg.codes} codes, {cfg.steps} steps x {cfg.batch_size})", began)
+        what = f"VQ tokeniser {out.name} ({cfg.codes} codes, {cfg.steps} steps x {cfg.batch_size})"
+        self._note(built, what, began, out)
         return out
 
     def shards(self, tokenizer: str = "patch8") -> Path:
@@ -136,7 +149,7 @@ class Workspace:
         mixture, began = self.mixture(), time.perf_counter()  # the corpus is timed on its own
         if built:
             build_shards(mixture, load_tokenizer(tokenizer), out, self.size.clips, shard_size=256)
-        self._note(built, f"shards {out.name}", began)
+        self._note(built, f"shards {out.name}", began, out)
         return out
 
     def train(self, label: str, shards: Path, **changes: Any) -> Path:
@@ -157,9 +170,8 @@ class Workspace:
             cfg = TrainConfig(shards=str(shards), out=str(run), ckpt_every=values["steps"], threads=self.threads,
                               **values)  # fmt: skip
             train(cfg)
-        self._note(
-            built, f"run {run.name} ({values['model']} {values.get('arch', 'toto')}, {values['steps']} steps)", began
-        )
+        what = f"run {run.name} ({values['model']} {values.get('arch', 'toto')}, {values['steps']} steps)"
+        self._note(built, what, began, run)
         return ckpt
 
     def evaluate(
