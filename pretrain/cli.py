@@ -1,4 +1,4 @@
-"""`toto-pretrain`: corpus, shards, tokenizer, train, verify, export, export-hf, scaling-fit.
+"""`toto-pretrain`: corpus, shards, tokenizer, train, verify, export, export-hf, scaling-fit, study.
 
     toto-pretrain corpus OUT                          # the toto_tiny corpus (wheel files + mini train splits)
     toto-pretrain shards OUT --videos DIR@0.6 --images DIR@0.4 --tokenizer patch8 --resolution 64 --clips N
@@ -7,6 +7,7 @@
     toto-pretrain export RUN/checkpoints/step_0001000 MODEL [--dtype bfloat16]
     toto-pretrain export-hf MODEL HF_DIR              # transformers' LlamaForCausalLM, same logits
     toto-pretrain scaling-fit RUN... [--plot fig.png]
+    toto-pretrain study NAME [--size test|mini|full]  # one of the paper's studies, end to end (pretrain/studies)
 
 Every option has help text and shows its default (`toto-pretrain SUBCOMMAND --help`). `train` and `tokenizer`
 take one flag per field of their config (`pretrain/configs.py`, built with `build_config`, so a wrong type or an
@@ -43,7 +44,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> Parser:
     parser = Parser(prog=PROG, description="Pre-train Toto models.", formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-    for add in (_corpus, _shards, _tokenizer, _train, _verify, _export, _export_hf, _scaling_fit):
+    for add in (_corpus, _shards, _tokenizer, _train, _verify, _export, _export_hf, _scaling_fit, _study):
         add(sub)
     return parser
 
@@ -218,6 +219,26 @@ def _scaling_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("runs", nargs="+", help="run directories (metrics.csv) or CSV files with flops/compute, loss")
     p.add_argument("--plot", default=None, help="write the figure here (png/pdf)")
     p.add_argument("--bins-per-decade", type=int, default=10, help="compute grid of the frontier, points per decade")
+
+
+def _study(sub: argparse._SubParsersAction) -> None:
+    def run(a: argparse.Namespace) -> int:
+        from . import studies
+
+        if a.size == "full":
+            for command in studies.full_plan(a.name):
+                _emit(command)
+            _emit(f"# not run: the full {a.name} study needs the paper's data and GPU nodes; run the commands above")
+            return 0
+        _emit(studies.run_study(a.name, a.size, getattr(a, "out", None), a.threads))
+        return 0
+
+    names = ("tokenizers", "probe", "arch", "depth", "scaling", "frames")  # studies.STUDIES, without importing torch
+    p = _command(sub, "study", "run one of the paper's studies end to end: pre-train, evaluate, table + figure", run)
+    p.add_argument("name", choices=names, help="the study (see pretrain/studies/__init__.py)")
+    p.add_argument("--size", default="mini", choices=["test", "mini", "full"], help="full: print the paper-scale run")
+    p.add_argument("--out", default=argparse.SUPPRESS, help="output folder (default: docs/studies/NAME)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
 
 if __name__ == "__main__":
