@@ -19,7 +19,7 @@ from PIL import Image
 
 from toto_eval.pretrain.cli import build_parser
 
-COMMANDS = ("corpus", "shards", "tokenizer", "train", "verify", "export", "export-hf", "scaling-fit")
+COMMANDS = ("corpus", "shards", "tokenizer", "train", "verify", "export", "export-hf", "scaling-fit", "study")
 
 
 def toto_pretrain(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

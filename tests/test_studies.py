@@ -1,6 +1,6 @@
 """`toto-pretrain study NAME`: the paper's studies run end to end at `--size test`, and their outputs.
 
-Run: python -m pytest tests/test_studies.py -q            (probe + frames at test size, ~1 min on one thread)
+Run: python -m pytest tests/test_studies.py -q            (the report's rules and the full-size plan)
      python -m pytest tests/test_studies.py -q -m slow    (all six studies at test size, a few minutes)
 
 The test size trains for a handful of steps, so its numbers mean nothing; what is checked is the shape of what a
@@ -47,6 +47,7 @@ def check_outputs(folder: Path, name: str) -> list[dict[str, str]]:
     return rows
 
 
+@pytest.mark.slow  # a corpus, shards, a short pre-training and probes: about a minute idle, more under load
 def test_probe_and_frames_at_test_size(tmp_path, study_cache):
     probe = check_outputs(run_study("probe", "test", tmp_path / "probe"), "probe")
     assert [r["paper"] for r in probe] == ["61.1", "53.2", ""]  # Table 5; the untrained twin is ours alone
