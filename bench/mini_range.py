@@ -2,13 +2,9 @@
 
 Runs one task (through `evaluate`, exactly as `toto-eval run` does) on several backbones, each with the same cache
 folder, and prints one JSON line per backbone: the main score, its 95% interval, the number of val samples, the
-wall time and the time spent extracting features. Intervals:
-
-- probe tasks (imagenet_probe, k400_probe, cater): the selected head's per-sample predictions are captured from
-  the probe grid and top-1 is bootstrapped over val samples (2000 resamples, percentile interval);
-- davis: J&F bootstrapped over the (sequence, object) rows of the per-sequence results CSV;
-- ego4d_sta: overall mAP bootstrapped over val queries, rescored from the written predictions;
-- robot: Wilson intervals of the BC, proprioception-only and expert success counts pooled over the four tasks.
+wall time and the time spent extracting features. Intervals are the ones every result stores for its main metric
+(`harness/intervals.py`: bootstrap over val samples with a fixed seed; Wilson for success rates); for robot the
+Wilson intervals of the BC, proprioception-only and expert success counts pooled over the four tasks are added.
 
 `ceiling` (davis only) is perfect correspondence at an 8 px token grid of a 64 px input: the resolution's limit.
 
@@ -21,7 +17,6 @@ Run (one task, a few backbones; `name:random` is `--random-init`):
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -52,59 +47,13 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     return ci["low"], ci["high"]
 
 
-class Capture:
-    """Wraps `fit_probe_grid` in a task module and keeps the selected head's test predictions."""
+def result_interval(result) -> dict:
+    """The main metric and the 95% interval the task itself stored in its result (see harness/intervals.py)."""
+    from toto_eval.harness.registry import TASKS
 
-    def __init__(self, task: str) -> None:
-        import importlib
-
-        self.module = importlib.import_module(f"toto_eval.tasks.{PROBE_TASKS[task]}.task")
-        self.original = self.module.fit_probe_grid
-        self.last: tuple[np.ndarray, np.ndarray] | None = None
-
-        def wrapped(train, test, *args, **kwargs):
-            grid = self.original(train, test, *args, **kwargs)
-            self.last = (grid.test_probs, np.asarray(test.labels))
-            return grid
-
-        self.module.fit_probe_grid = wrapped
-
-    def restore(self) -> None:
-        self.module.fit_probe_grid = self.original
-
-
-def probe_interval(capture: Capture) -> dict:
-    probs, labels = capture.last
-    correct = (probs.argmax(-1) == labels).astype(np.float64)
-    return {"score": float(correct.mean()), "ci95": bootstrap(correct), "n_val": len(labels)}
-
-
-def davis_interval(result) -> dict:
-    rows = []
-    for layer in result.per_layer:
-        if layer["layer"] != result.selected["layer"]:
-            continue
-        path = Path(layer["predictions"]) / "per-sequence_results-val.csv"
-        with open(path) as f:
-            rows = [(float(r["J-Mean"]) + float(r["F-Mean"])) / 2 for r in csv.DictReader(f)]
-    values = np.asarray(rows)
-    return {"score": float(result.metrics["J&F-Mean"]), "ci95": bootstrap(values), "n_val": len(values)}
-
-
-def ego4d_interval(result, cache_dir: Path) -> dict:
-    from toto_eval.tasks.ego4d_sta.data import load_split
-    from toto_eval.tasks.ego4d_sta.results import load_results, score
-
-    split = load_split(cache_dir / "mini" / "ego4d" / "annotations" / "fho_sta_val.json", require_objects=True)
-    preds = load_results(result.extra["predictions"], split)
-    rng = np.random.default_rng(0)
-    annotations = list(split.annotations)
-    values = []
-    for _ in range(200):  # mAP is not a mean over queries: each resample is rescored (hence fewer resamples)
-        split.annotations = [annotations[i] for i in rng.integers(0, len(annotations), len(annotations))]
-        values.append(score(split, preds)["overall"])
-    lo, hi = np.quantile(values, [0.025, 0.975])
-    return {"score": float(result.main_score), "ci95": (float(lo), float(hi)), "n_val": len(annotations)}
+    main = TASKS.get(result.task).main_metric
+    ci = result.intervals[main]
+    return {"score": float(result.metrics[main]), "ci95": (ci["low"], ci["high"]), "n_val": ci["n"]}
 
 
 def robot_interval(result) -> dict:
@@ -194,7 +143,6 @@ def measure(
     backbone = create_backbone(name, random_init=flag == "random")
     build_s = time.perf_counter() - t0
     c1 = time.process_time()
-    capture = Capture(task) if task in PROBE_TASKS else None
     options = RunOptions(
         data_root=data_root,
         cache_dir=cache_dir,
@@ -202,21 +150,10 @@ def measure(
         progress=False,
         task_config={task: overrides} if overrides else {},
     )
-    try:
-        (result,) = evaluate(backbone, task, options)
-    finally:
-        if capture is not None:
-            capture.restore()
+    (result,) = evaluate(backbone, task, options)
     if not result.ok:
         return {"task": task, "backbone": spec, "error": result.error}
-    if capture is not None:
-        interval = probe_interval(capture)
-    else:
-        interval = (
-            ego4d_interval(result, cache_dir)
-            if task == "ego4d_sta"
-            else {"davis": davis_interval, "robot": robot_interval}[task](result)
-        )
+    interval = robot_interval(result) if task == "robot" else result_interval(result)
     return {
         "task": task,
         "backbone": spec,
