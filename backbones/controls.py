@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common.errors import CheckpointError
+from ..common.files import default_cache_dir
 from ..harness.backbone import Backbone, Layers, Preprocess, resolve_layers
 from ..harness.registry import BACKBONES
 from ._control_data import TRAIN_SETS, mini_version
@@ -168,10 +169,8 @@ class ControlNet(Backbone):
 
 
 def cache_root() -> Path:
-    """Where trained control weights live: `$TOTO_EVAL_CACHE_DIR`, else the harness's default cache folder."""
-    from ..harness.evaluate import DEFAULT_CACHE
-
-    return Path(os.environ.get("TOTO_EVAL_CACHE_DIR") or DEFAULT_CACHE)
+    """Where trained control weights live: the default cache folder (`$TOTO_EVAL_CACHE_DIR`, else ~/.cache)."""
+    return default_cache_dir()
 
 
 def weights_path(name: str, spec: ControlSpec, root: Path) -> Path:

@@ -53,6 +53,12 @@ def is_disk_full(message: str | None) -> bool:
     return bool(message) and DISK_FULL in message
 
 
+def default_cache_dir() -> Path:
+    """Where features, mini datasets, probe states and control weights live unless `--cache-dir` says otherwise:
+    `$TOTO_EVAL_CACHE_DIR`, else `~/.cache/toto-eval`."""
+    return Path(os.environ.get("TOTO_EVAL_CACHE_DIR") or Path.home() / ".cache" / "toto-eval")
+
+
 # --- atomic writes and their temporaries ------------------------------------------------------------------------
 
 

@@ -17,6 +17,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..common.files import default_cache_dir
+
 if TYPE_CHECKING:
     from .cache import FeatureCache
 
@@ -24,7 +26,12 @@ if TYPE_CHECKING:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     cache = sub.add_parser("cache", help="list, verify or prune cached features")
     cache.add_argument("action", choices=("ls", "verify", "prune"), help="what to do with the cache entries")
-    cache.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "toto-eval", help="the cache")
+    cache.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        help="the cache ($TOTO_EVAL_CACHE_DIR or ~/.cache/toto-eval)",
+    )
     cache.add_argument("--backbone", help="prune: only entries of this backbone")
     cache.add_argument("--all", action="store_true", help="prune: every entry")
     cache.add_argument(

@@ -24,6 +24,7 @@ import torch
 
 from ..common.config import build_config, nest
 from ..common.errors import ConfigError, TotoEvalError
+from ..common.files import default_cache_dir
 from . import dist as distributed
 from .backbone import Backbone, Layers
 from .cache import FeatureCache
@@ -32,7 +33,6 @@ from .results import TaskResult, provenance, read_result, result_path, write_res
 from .task import RunContext, Task
 
 Overwrite = Literal["always", "never"]
-DEFAULT_CACHE = Path.home() / ".cache" / "toto-eval"
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +41,7 @@ class RunOptions:
     """Everything about a run except the backbone and the tasks."""
 
     data_root: Path | None = None  # None: the mini suite
-    cache_dir: Path = DEFAULT_CACHE
+    cache_dir: Path = dataclasses.field(default_factory=default_cache_dir)  # $TOTO_EVAL_CACHE_DIR or ~/.cache
     results_dir: Path | None = None  # None: results are returned, not written
     device: str = "cpu"
     seed: int = 0

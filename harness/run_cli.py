@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..common.files import default_cache_dir
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="evaluate a backbone on tasks", description=__doc__)
@@ -36,7 +38,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds python, numpy, torch, data order and subsets")
     p.add_argument("--batch-size", type=int, default=32, help="clips per backbone forward pass")
     p.add_argument("--num-workers", type=int, default=0, help="data-loading processes")
-    p.add_argument("--cache-dir", type=Path, default=_default_cache(), help="features and mini datasets")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        help="features and mini datasets ($TOTO_EVAL_CACHE_DIR or ~/.cache/toto-eval)",
+    )
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="where result files are written")
     p.add_argument(
         "--overwrite",
@@ -61,10 +68,6 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "cache would not fit the budget",
     )
     p.add_argument("--cache-budget", help="bytes the feature cache may take, e.g. 500G (default: the free disk)")
-
-
-def _default_cache() -> Path:
-    return Path.home() / ".cache" / "toto-eval"
 
 
 def parse_layers(text: str | None):

@@ -14,13 +14,13 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...common.errors import ConfigError
+from ...common.files import default_cache_dir
 from ..configs import TrainConfig, VQConfig
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,7 @@ SIZES: dict[str, StudySize] = {
 
 def cache_root() -> Path:
     """Where corpus, shards, tokenisers and runs are kept between studies."""
-    base = os.environ.get("TOTO_EVAL_CACHE_DIR")
-    return (Path(base) if base else Path.home() / ".cache" / "toto-eval") / "studies"
+    return default_cache_dir() / "studies"
 
 
 def digest(values: dict[str, Any]) -> str:
@@ -178,14 +177,13 @@ class Workspace:
         self, backbone: str, checkpoint: Path, task: str, probe: dict[str, Any] | None = None, random_init: bool = False
     ):
         """One task on a trained checkpoint (or its untrained twin), every layer probed; the harness's TaskResult."""
-        from ...harness.evaluate import DEFAULT_CACHE, RunOptions, create_backbone, evaluate
+        from ...harness.evaluate import RunOptions, create_backbone, evaluate
 
         settings = dict(probe or {})
         if self.size.probe_epochs is not None:
             settings.setdefault("epochs", self.size.probe_epochs)
-        base = os.environ.get("TOTO_EVAL_CACHE_DIR")
         options = RunOptions(
-            cache_dir=Path(base) if base else DEFAULT_CACHE,
+            cache_dir=default_cache_dir(),
             limit=self.size.limit,
             task_config={task: {f"probe.{k}": v for k, v in settings.items()}},
         )
