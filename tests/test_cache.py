@@ -99,6 +99,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # tests/test_faults.py and test_concurrency.py keep quick forms in the default suite
 def test_kill_during_extraction_then_resume_gives_identical_features(tmp_path):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(killed), "0.15"], stdout=subprocess.PIPE, text=True)

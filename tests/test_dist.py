@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from toto_eval.harness.cache import FILLED, SKIPPED
 
@@ -82,6 +83,7 @@ def test_killed_rank_resumes_only_its_missing_rows(tmp_path):
         np.testing.assert_array_equal(value, arrays(entry(killed))[name], err_msg=name)
 
 
+@pytest.mark.slow  # tests/test_faults.py and test_concurrency.py keep quick forms in the default suite
 def test_two_independent_runs_on_one_cache_share_an_entry(tmp_path):
     shared = tmp_path / "shared"
     first, second = launch(1, "extract", str(shared), "0.05"), launch(1, "extract", str(shared), "0.05")

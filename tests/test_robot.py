@@ -19,18 +19,15 @@ from toto_eval.tasks.robot.demos import EVAL_SEED0, expert_rate, load_demos, rec
 from toto_eval.tasks.robot.envs import TASK_NAMES, EnvConfig, ManipEnv
 from toto_eval.tasks.robot.experts import ScriptedExpert, run_expert
 from toto_eval.tasks.robot.policy import BCConfig, train_bc
-from toto_eval.tasks.robot.rollout import evaluate_expert, evaluate_policy, run_lockstep, summarize, wilson
+from toto_eval.tasks.robot.rollout import Episode, evaluate_expert, evaluate_policy, run_lockstep, summarize
 
 SMALL = EnvConfig(image_size=32, max_steps=40)
 
 
-def test_wilson_matches_hand_computed_values():
-    # k=0, n=10, z=1.96: centre = half = (z^2/2n) / (1 + z^2/n) = 0.19208 / 1.38416
-    assert wilson(0, 10) == pytest.approx((0.0, 2 * 0.19208 / 1.38416), abs=1e-5)
-    lo, hi = wilson(5, 10)  # symmetric around 0.5: half = 1.96 * sqrt(0.025 + 0.009604) / 1.38416
-    assert (lo, hi) == pytest.approx((0.2366, 0.7634), abs=1e-4)  # half = 0.364603 / 1.38416 = 0.26341
-    assert wilson(10, 10) == pytest.approx((1 - 2 * 0.19208 / 1.38416, 1.0), abs=1e-5)
-    assert wilson(0, 0) == (0.0, 1.0)
+def test_summary_carries_the_wilson_interval():
+    # k=5, n=10, z=1.96: symmetric around 0.5, half = 1.96 * sqrt(0.025 + 0.009604) / 1.38416 = 0.26341
+    episodes = [Episode(seed=i, success=i % 2 == 0, steps=3) for i in range(10)]
+    assert summarize(episodes)["ci95"] == pytest.approx([0.2366, 0.7634], abs=1e-4)
 
 
 def test_reset_is_a_pure_function_of_the_seed():
