@@ -62,7 +62,15 @@ def test_davis_mini_has_disjoint_train_and_val_sequences(tmp_path):
             ),
         ),
         ("k400_probe", "control_k400"),
-        ("cater", "control_cater"),
+        pytest.param(
+            "cater",
+            "control_cater",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 16: the CATER control scores 3.3% [0.8, 6.7] on the version-2 mini CATER, at chance "
+                "like the twin; the task cannot rank models yet",
+            ),
+        ),
     ],
 )
 def test_control_is_clearly_above_the_random_init_floor(task, control, tmp_path_factory):
