@@ -2,9 +2,9 @@
 
 Each function generates the mini dataset where the task will look for it (`<cache>/mini/...`, through
 `RunContext.dataset_root`, so the task finds it already there) and returns every train sample exactly as the task
-will feed it to a backbone: `(N, V, T, C, H, W)` float16 clips in the control's normalisation (V views per sample,
-one drawn per training step) and `(N,)` int64 labels; for DAVIS, the frames and token labels of each train
-sequence. The val split is never read here.
+will feed it to a backbone: `(N, V, T, C, H, W)` uint8 clips, as the loaders give them (V views per sample, one
+drawn per training step; the trainer normalises each batch, as the cache does before a forward pass) and `(N,)`
+int64 labels; for DAVIS, the frames and token labels of each train sequence. The val split is never read here.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _context(cache_dir: Path) -> RunContext:
 
 
 def _stack(source, views: int | None = None) -> torch.Tensor:
-    clips = [source.load(i).to(torch.float16) for i in range(len(source))]  # each (V, T, C, H, W)
+    clips = [source.load(i) for i in range(len(source))]  # each (V, T, C, H, W) uint8
     return torch.stack(clips if views is None else [c[:views] for c in clips])
 
 
@@ -55,18 +55,36 @@ def k400_train(cache_dir: Path, backbone: Backbone) -> TrainSet:
 
 
 def cater_train(cache_dir: Path, backbone: Backbone) -> TrainSet:
-    """CATER train videos as `frames`-frame clips (the control's spec) with the spec's label list."""
+    """CATER train videos as `frames`-frame clips (the control's spec) with the spec's label list; with
+    `spec.per_frame`, `(N, T)` labels: the snitch's grid cell at every sampled frame, from the train videos' scene
+    annotations (the last frame's is the list's label)."""
     from ..tasks.cater.task import Config, _root, _source
 
     spec = backbone.spec
     cfg = Config(frames=spec.frames, list_task=spec.labels or Config.list_task)
     root = _root(_context(cache_dir), cfg.variant)
     source = _source(root, "train", cfg, backbone)
-    return _stack(source), source.labels
+    if not spec.per_frame:
+        return _stack(source), source.labels
+    return _stack(source), np.stack([_snitch_cells(root, e.video, cfg) for e in source.entries])
+
+
+def _snitch_cells(root: Path, video: Path, cfg) -> np.ndarray:
+    """The snitch's grid cell (in `cfg.list_task`'s grid) at each of the `cfg.frames` frames the task samples."""
+    import json
+
+    from ..tasks.cater.data import clip_indices
+    from ..tasks.cater.generator import grid_label
+    from ..tasks.cater.mini import GRIDS
+
+    scene = json.loads((root / "scenes" / f"{video.stem}.json").read_text())
+    timeline = np.asarray(scene["frame_indices"])[clip_indices(len(scene["frame_indices"]), cfg.frames, cfg.sampling)]
+    track = scene["objects"][0]["locations"]  # object 0 is the snitch
+    return np.array([grid_label(*track[str(f)][:2], GRIDS[cfg.list_task]) for f in timeline], dtype=np.int64)
 
 
 def davis_train(cache_dir: Path, backbone: Backbone) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The mini DAVIS TRAIN sequences: `(F, 3, S, S)` frames warped as the task warps them on the mini suite, and
+    """The mini DAVIS TRAIN sequences: `(F, 3, S, S)` uint8 frames warped as the task warps them on the mini suite, and
     `(F, h, w, C)` one-hot token labels (nearest-downsampled annotations; C = the most objects of any sequence + 1,
     so sequences batch together: a sequence with fewer objects has all-zero extra channels)."""
     import torch.nn.functional as F
@@ -83,7 +101,7 @@ def davis_train(cache_dir: Path, backbone: Backbone) -> tuple[list[torch.Tensor]
     for name in read_sequence_list(root, "train"):
         sequence = load_sequence(root, name)
         source = FrameSource(sequence, (side, side), backbone.preprocess)
-        frames.append(torch.cat([source.load(i)[0] for i in range(len(source))]).to(torch.float16))  # (F, 3, S, S)
+        frames.append(torch.cat([source.load(i)[0] for i in range(len(source))]))  # (F, 3, S, S) uint8
         ids = [np.asarray(Image.fromarray(read_labels(p)).resize((w, h), Image.NEAREST)) for p in sequence.annotations]
         ids = torch.from_numpy(np.stack(ids).astype(np.int64))  # (F, h, w)
         labels.append(ids)

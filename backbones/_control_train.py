@@ -38,7 +38,8 @@ def _step(net: nn.Module, opt: torch.optim.Optimizer, sched: object, loss: torch
 
 
 def train_classifier(net: nn.Module, clips: torch.Tensor, labels: np.ndarray) -> list[float]:
-    """Supervised training on `(N, V, T, C, H, W)` clips (one random view per sample and step); per-epoch losses."""
+    """Supervised training on `(N, V, T, C, H, W)` uint8 clips, normalised per batch as the cache does (one random
+    view per sample and step); `labels` are `(N,)`, or `(N, T)` for a label per frame. Per-epoch losses."""
     spec = net.spec
     n = len(labels)
     y = torch.as_tensor(labels, dtype=torch.long)
@@ -53,8 +54,11 @@ def train_classifier(net: nn.Module, clips: torch.Tensor, labels: np.ndarray) ->
         for start in range(0, n, spec.batch_size):
             idx = order[start : start + spec.batch_size]
             views = rng.integers(0, clips.shape[1], len(idx))
-            x = clips[torch.as_tensor(idx), torch.as_tensor(views)].float()  # (B, T, C, H, W)
-            loss = F.cross_entropy(net.logits(x), y[idx], label_smoothing=spec.label_smoothing)
+            x = net.preprocess.normalize(clips[torch.as_tensor(idx), torch.as_tensor(views)])  # (B, T, C, H, W)
+            x = translate(x, spec.translate, rng)
+            x, target = mirror(x, y[idx], spec.mirror_grid, rng)
+            logits = net.logits(x)  # (B, C), or (B, T, C) with a label per frame
+            loss = F.cross_entropy(logits.flatten(0, -2), target.flatten(), label_smoothing=spec.label_smoothing)
             _step(net, opt, sched, loss)
             total += loss.item() * len(idx)
         losses.append(total / n)
@@ -63,6 +67,31 @@ def train_classifier(net: nn.Module, clips: torch.Tensor, labels: np.ndarray) ->
         )
     net.eval()
     return losses
+
+
+def translate(x: torch.Tensor, pixels: int, rng: np.random.Generator) -> torch.Tensor:
+    """Each clip of `(B, T, C, H, W)` moved by its own random whole-pixel offset in [-pixels, pixels] (the same for
+    all its frames), edges replicated: the augmentation that lets a few thousand samples teach position-free
+    shape. `pixels=0` returns `x`."""
+    if pixels == 0:
+        return x
+    b, t, c, h, w = x.shape
+    padded = F.pad(x.flatten(1, 2), (pixels,) * 4, mode="replicate").unflatten(1, (t, c))
+    dy, dx = rng.integers(0, 2 * pixels + 1, (2, b))
+    return torch.stack([padded[i, ..., dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+
+
+def mirror(
+    x: torch.Tensor, labels: torch.Tensor, grid: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Half the clips of `(B, T, C, H, W)` mirrored left-right, with their grid-cell labels (`row * grid + col`)
+    mirrored too: a camera on the scene's axis of symmetry sees the mirrored scene. `grid=0` changes nothing."""
+    if grid == 0:
+        return x, labels
+    flip = torch.as_tensor(rng.random(len(x)) < 0.5)
+    x = torch.where(flip.view(-1, 1, 1, 1, 1), x.flip(-1), x)
+    mirrored = labels // grid * grid + (grid - 1 - labels % grid)
+    return x, torch.where(flip.view(-1, *[1] * (labels.dim() - 1)), mirrored, labels)
 
 
 def train_correspondence(net: nn.Module, frames: list[torch.Tensor], labels: list[torch.Tensor]) -> list[float]:
@@ -78,7 +107,8 @@ def train_correspondence(net: nn.Module, frames: list[torch.Tensor], labels: lis
         for _ in range(STEPS_PER_EPOCH):
             seqs = rng.integers(0, len(frames), spec.batch_size)
             pairs = [_pair(len(frames[s]), rng) for s in seqs]
-            x = torch.stack([frames[s][i] for s, p in zip(seqs, pairs, strict=True) for i in p]).float()
+            pixels = torch.stack([frames[s][i] for s, p in zip(seqs, pairs, strict=True) for i in p])
+            x = net.preprocess.normalize(pixels)
             feats = net.forward_features(x[:, None], [net.num_layers - 1])[net.num_layers - 1]  # (2B, 1, h, w, D)
             feats = F.normalize(feats.flatten(1, 3), dim=-1).unflatten(0, (spec.batch_size, 2))  # (B, 2, hw, D)
             y = torch.stack([labels[s][list(p)].flatten(1, 2) for s, p in zip(seqs, pairs, strict=True)])

@@ -63,9 +63,9 @@ def test_shift_moves_one_group_per_direction_and_its_gradient_is_the_reverse_mov
 def _two_colours(n: int = 48) -> tuple[torch.Tensor, np.ndarray]:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, n)
-    clips = rng.normal(0, 0.3, (n, 1, 1, 3, 16, 16)).astype(np.float32)
-    clips[:, :, :, 0] += np.where(labels == 1, 1.0, -1.0)[:, None, None, None, None]  # class = red channel
-    return torch.from_numpy(clips).half(), labels
+    clips = rng.normal(128, 20, (n, 1, 1, 3, 16, 16))
+    clips[:, :, :, 0] += np.where(labels == 1, 60.0, -60.0)[:, None, None, None, None]  # class = red channel
+    return torch.from_numpy(clips.round().clip(0, 255).astype(np.uint8)), labels  # uint8, as the loaders give
 
 
 @pytest.mark.parametrize("head", ["attention", "mil"])
@@ -75,7 +75,7 @@ def test_train_classifier_learns_a_separable_task(head):
     net = ControlNet("c", dataclasses.replace(TINY, head=head))
     losses = train_classifier(net, clips, labels)
     with torch.no_grad():
-        pred = net.logits(clips[:, 0].float()).argmax(-1).numpy()
+        pred = net.logits(net.preprocess.normalize(clips[:, 0])).argmax(-1).numpy()
     assert losses[-1] < losses[0] and (pred == labels).mean() > 0.95
 
 
@@ -87,11 +87,12 @@ def test_train_correspondence_lowers_the_propagation_loss():
         y = torch.zeros(4, 2, 2, 3)
         for t in range(4):
             left = t % 2
-            f[t, 0, :, :8] = 1.0 if left else -1.0
-            f[t, 0, :, 8:] = -1.0 if left else 1.0
+            f[t, 0, :, :8] = 230.0 if left else 25.0
+            f[t, 0, :, 8:] = 25.0 if left else 230.0
             y[t, :, 0, 1 + (1 - left)] = 1.0
             y[t, :, 1, 1 + left] = 1.0
-        frames.append(f + 0.1 * torch.from_numpy(rng.normal(size=f.shape)).float())
+        noisy = f + 12.0 * torch.from_numpy(rng.normal(size=f.shape)).float()
+        frames.append(noisy.round().clamp(0, 255).to(torch.uint8))  # uint8, as the loaders give frames
         labels.append(y)
     torch.manual_seed(0)
     spec = dataclasses.replace(TINY, task="davis", num_classes=0, epochs=1, warmup_epochs=0)

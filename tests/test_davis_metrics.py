@@ -256,3 +256,18 @@ def test_global_row_averages_objects_not_sequences(fixture_tree, tmp_path):
     assert scores.global_row()["J-Mean"] == float(np.mean(j))
     paths = write_csvs(scores, tmp_path)
     assert [p.name for p in paths] == ["global_results-val.csv", "per-sequence_results-val.csv"]
+
+
+def test_object_interval_equals_the_bootstrap_of_the_global_table():
+    """The task resamples per-object values; that is the bootstrap of the official global table, resample by
+    resample (the table's statistics are means over objects)."""
+    from toto_eval.harness.intervals import bootstrap
+    from toto_eval.tasks.davis.task import _interval
+
+    rng = np.random.default_rng(3)
+    objects = [M.ObjectScores(f"s{i // 2}", 1 + i % 2, rng.random(12), rng.random(12)) for i in range(9)]
+    for key in ("J&F-Mean", "J-Mean", "F-Mean", "J-Decay"):
+        direct = bootstrap(len(objects), lambda idx, key=key: M.global_table([objects[i] for i in idx])[key])
+        fast = _interval(objects, key)
+        assert fast["low"] == pytest.approx(direct["low"], abs=1e-12)
+        assert fast["high"] == pytest.approx(direct["high"], abs=1e-12)

@@ -168,3 +168,27 @@ def test_box_iou_agrees_with_pycocotools_on_integer_boxes():
 
     coco = mask_utils.iou(xywh(a).tolist(), xywh(b).tolist(), [0] * len(b))
     assert np.allclose(box_iou(a, b), coco, atol=1e-9)
+
+
+@pytest.mark.parametrize("quirks", [True, False])
+def test_a_resample_scores_as_the_examples_added_in_that_order(quirks):
+    """`compute(idx)` (matching done once, used by the bootstrap) equals adding the resampled examples afresh."""
+    rng = np.random.default_rng(5)
+
+    def box():
+        x, y = rng.integers(0, 40, 2)
+        return [x, y, x + rng.integers(5, 30), y + rng.integers(5, 30)]
+
+    examples = []
+    for k in range(12):
+        g = gt(*[(box(), int(rng.integers(3)), int(rng.integers(2)), float(rng.random())) for _ in range(2)])
+        p = preds(*[(box(), int(rng.integers(3)), int(rng.integers(2)), float(rng.random()), float(rng.random()))
+                    for _ in range(0 if k == 4 else 6)])  # fmt: skip
+        examples.append((p, g))
+    metric = STAMeanAP(official_quirks=quirks)
+    for p, g in examples:
+        metric.add(p, g)
+    for _ in range(5):
+        idx = rng.integers(0, len(examples), len(examples))
+        assert metric.compute(idx) == run([examples[i] for i in idx], official_quirks=quirks)
+    assert metric.compute() == run(examples, official_quirks=quirks)

@@ -169,7 +169,7 @@ def clip_indices(num_frames: int, frames: int, sampling: str = "uniform") -> np.
 
 
 class CaterClips:
-    """A ClipSource over list entries: `load(i)` is `(1, T, C, S, S)` float in the backbone's normalisation."""
+    """A ClipSource over list entries: `load(i)` is `(1, T, C, S, S)` uint8 (the cache normalises on the device)."""
 
     def __init__(
         self,

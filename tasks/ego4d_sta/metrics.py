@@ -126,7 +126,8 @@ class STAMeanAP:
         self.official_quirks = official_quirks
         self.num_examples = 0
         self.num_empty = 0  # examples with no predictions
-        self._tp: list[np.ndarray] = []  # per example (P, V): 1 hit, 0 miss, NaN forgiven
+        # Per example, in the order added (one entry each, so `compute` can score any resample of the examples):
+        self._tp: list[np.ndarray] = []  # (P, V): 1 hit, 0 miss, NaN forgiven
         self._scores: list[np.ndarray] = []
         self._pred_nouns: list[np.ndarray] = []
         self._gt_nouns: list[np.ndarray] = []
@@ -136,8 +137,10 @@ class STAMeanAP:
         self.num_examples += 1
         if len(pred) == 0:
             self.num_empty += 1
-            if not self.official_quirks:
-                self._gt_nouns.append(gt.nouns)
+            self._tp.append(np.zeros((0, len(self.variants))))
+            self._scores.append(np.zeros(0))
+            self._pred_nouns.append(np.zeros(0, dtype=np.int64))
+            self._gt_nouns.append(np.zeros(0, dtype=np.int64) if self.official_quirks else gt.nouns)
             return
         order = np.argsort(pred.scores)[::-1]  # the reference's order, ties included
         tp = self._match(pred, gt, order)[order]
@@ -173,12 +176,16 @@ class STAMeanAP:
                     tp[i, v], taken[j] = 1.0, True
         return tp
 
-    def compute(self) -> dict[str, float]:
-        """`{variant name: value in percent}`; NaN for a variant when no example contributed ground truth."""
-        gt_nouns = np.concatenate(self._gt_nouns) if self._gt_nouns else np.zeros(0, dtype=np.int64)
-        tp = np.concatenate(self._tp) if self._tp else np.zeros((0, len(self.variants)))
-        scores = np.concatenate(self._scores) if self._scores else np.zeros(0)
-        pred_nouns = np.concatenate(self._pred_nouns) if self._pred_nouns else np.zeros(0, dtype=np.int64)
+    def compute(self, examples: np.ndarray | None = None) -> dict[str, float]:
+        """`{variant name: value in percent}`; NaN for a variant when no example contributed ground truth.
+
+        `examples`: indices of added examples to score (repeats allowed: a bootstrap resample); None = all. The
+        matching was done once in `add`, so a resample costs only the AP."""
+        pick = range(self.num_examples) if examples is None else examples
+        gt_nouns = _join([self._gt_nouns[i] for i in pick], np.zeros(0, dtype=np.int64))
+        tp = _join([self._tp[i] for i in pick], np.zeros((0, len(self.variants))))
+        scores = _join([self._scores[i] for i in pick], np.zeros(0))
+        pred_nouns = _join([self._pred_nouns[i] for i in pick], np.zeros(0, dtype=np.int64))
         out = {}
         for v, variant in enumerate(self.variants):
             gt_cls = gt_nouns if variant.per_noun else np.zeros_like(gt_nouns)
@@ -193,3 +200,7 @@ class STAMeanAP:
                 aps.append(100.0 * average_precision(hits, conf, int(np.sum(gt_cls == c))) if len(hits) else 0.0)
             out[variant.name] = float(np.mean(aps)) if aps else float("nan")
         return out
+
+
+def _join(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+    return np.concatenate(parts) if parts else empty

@@ -129,15 +129,23 @@ def _check_predictions(path: Path, uid: str, preds: Any) -> Counter:
     return +odd
 
 
-def score(
+def matched(
     split: STASplit, predictions: dict[str, Boxes], official_quirks: bool = True, agnostic: bool = False
-) -> dict[str, float]:
-    """The four STA mAPs (percent; plus the class-agnostic APs with `agnostic`) and the empty-prediction count."""
+) -> STAMeanAP:
+    """Every annotated example's predictions matched to its ground truth, ready to `compute` (or resample)."""
     if not split.annotated:
         raise data_error(split.path, "has no ground truth (an unannotated split cannot be scored)")
     metric = STAMeanAP(STA_VARIANTS + (AGNOSTIC_VARIANTS if agnostic else ()), official_quirks=official_quirks)
     for ann in split.annotations:
         metric.add(predictions[ann.uid], split.ground_truth(ann))
+    return metric
+
+
+def score(
+    split: STASplit, predictions: dict[str, Boxes], official_quirks: bool = True, agnostic: bool = False
+) -> dict[str, float]:
+    """The four STA mAPs (percent; plus the class-agnostic APs with `agnostic`) and the empty-prediction count."""
+    metric = matched(split, predictions, official_quirks, agnostic)
     out = metric.compute()
     out["num_examples"] = float(metric.num_examples)
     out["num_empty_predictions"] = float(metric.num_empty)

@@ -39,7 +39,7 @@ from .heads import BoxHeads, BoxSet, HeadConfig, box_features, fit_heads, predic
 from .metrics import Boxes
 from .mini import VERSION as MINI_VERSION
 from .mini import make_mini
-from .results import prediction, score, write_results
+from .results import matched, prediction, score, write_results
 
 # Toto Table 9 (top-5 mAP %, noun / noun+verb / noun+TTC / overall). Provenance: a secondary reproduction of the
 # paper's table (see shared/research/ego4d_kinetics_robotics.md section 1.7); Ego4D version and split not stated.
@@ -233,13 +233,12 @@ class Ego4DSTA(Task):
         return rows, best
 
     def _interval(self, split: STASplit, boxes: dict[str, Boxes], key: str) -> dict:
-        """Bootstrap over the eval examples: the mAP recomputed on resampled annotation sets."""
-        anns, quirks = split.annotations, self.config.official_quirks
-
-        def statistic(idx: np.ndarray) -> float:
-            return score(dataclasses.replace(split, annotations=[anns[i] for i in idx]), boxes, quirks)[key]
-
-        return bootstrap(len(anns), statistic, resamples=self.config.interval_resamples)
+        """Bootstrap over the eval examples: the mAP recomputed on resampled annotation sets (each example is
+        matched once; a resample only recomputes the AP)."""
+        metric = matched(split, boxes, self.config.official_quirks)
+        return bootstrap(
+            metric.num_examples, lambda idx: metric.compute(idx)[key], resamples=self.config.interval_resamples
+        )
 
     def _features(self, backbone: Backbone, ctx: RunContext, source: STAClips, layers: list[int]) -> Features:
         """The chosen layers' tokens reduced to what the box heads read: the last frame and the time mean."""
