@@ -122,3 +122,42 @@ def test_weights_are_trained_once_cached_and_keyed_by_the_mini_version(tmp_path,
 def test_checkpoint_and_random_init_are_exclusive(tmp_path):
     with pytest.raises(Exception, match="not both"):
         create_backbone("control_k400", checkpoint=tmp_path / "w.safetensors", random_init=True)
+
+
+def test_per_frame_cater_labels_end_with_the_list_label(tmp_path):
+    """The CATER control's per-frame targets come from the train scenes; the last sampled frame's is the label."""
+    from toto_eval.tasks.cater.data import read_list
+    from toto_eval.tasks.cater.mini import MINI, write_dataset
+    from toto_eval.tasks.cater.task import Config
+
+    write_dataset(tmp_path, dataclasses.replace(MINI, videos=4, width=32, height=32, video_frames=12))
+    cfg = Config(frames=5, list_task="localize_4x4")
+    for entry in read_list(tmp_path / "lists" / "localize_4x4" / "train.txt", tmp_path, 16):
+        cells = _control_data._snitch_cells(tmp_path, entry.video, cfg)
+        assert cells.shape == (5,) and cells[-1] == entry.label and ((0 <= cells) & (cells < 16)).all()
+
+
+def test_mirror_flips_clips_and_their_grid_cells_together():
+    from toto_eval.backbones._control_train import mirror
+
+    x = torch.arange(2 * 1 * 1 * 1 * 4, dtype=torch.float32).view(2, 1, 1, 1, 4)
+    labels = torch.tensor([[0, 5], [3, 14]])  # 4x4 cells: row * 4 + col
+    rng = np.random.default_rng(0)
+    flipped, cells = mirror(x, labels, 4, rng)
+    flip = torch.as_tensor(np.random.default_rng(0).random(2) < 0.5)
+    for i in range(2):
+        expected = (x[i].flip(-1), labels[i] // 4 * 4 + 3 - labels[i] % 4) if flip[i] else (x[i], labels[i])
+        assert torch.equal(flipped[i], expected[0]) and torch.equal(cells[i], expected[1])
+    assert mirror(x, labels, 0, rng)[1] is labels
+
+
+def test_translate_moves_whole_clips_by_whole_pixels():
+    from toto_eval.backbones._control_train import translate
+
+    x = torch.zeros(3, 2, 1, 9, 9)
+    x[:, :, :, 4, 4] = 1.0  # one lit pixel in the middle of every frame
+    moved = translate(x, 2, np.random.default_rng(1))
+    for clip in moved:
+        (ys, xs) = torch.nonzero(clip[0, 0], as_tuple=True)
+        assert len(ys) == 1 and abs(int(ys[0]) - 4) <= 2 and abs(int(xs[0]) - 4) <= 2
+        assert torch.equal(clip[0], clip[1])  # the same shift for every frame of a clip

@@ -49,7 +49,7 @@ def test_live_encoder_matches_the_feature_cache(tmp_path, backbone):
     np.testing.assert_allclose(live, np.asarray(cached.pooled[layer][:, 0], dtype=np.float32), rtol=0, atol=1e-3)
 
 
-def test_robot_task_end_to_end(tmp_path, backbone):
+def test_robot_task_end_to_end(tmp_path, backbone, monkeypatch):
     opts = RunOptions(cache_dir=tmp_path / "cache", results_dir=tmp_path / "results", progress=False)
     (result,) = evaluate(backbone, "robot", RunOptions(**{**opts.__dict__, "task_config": {"robot": TINY}}))
     assert result.status == "ok", result.error
@@ -63,10 +63,18 @@ def test_robot_task_end_to_end(tmp_path, backbone):
     assert ci["method"] == "wilson" and ci["n"] == 2 and ci["low"] <= result.main_score <= ci["high"]
     assert 0.0 < task["timing"]["render_share"] < 1.0 and task["timing"]["backbone_share"] > 0.0
     assert result.extra["isaacgym"]["available"] is False
-    # A second run reads the demos and the demo features back instead of recomputing them.
+    # A second run reads the demos, their features and the outcome back: no training and no rollout.
+    def no_rerun(*args, **kwargs):
+        raise AssertionError("the stored outcome should have been read back")
+
+    monkeypatch.setattr("toto_eval.tasks.robot.task._run_task", no_rerun)
     (again,) = evaluate(backbone, "robot", RunOptions(**{**opts.__dict__, "task_config": {"robot": TINY}}))
+    assert again.status == "ok", again.error
     assert again.extra["tasks"]["franka_pick"]["cache"]["computed"] == 0
-    assert again.metrics == result.metrics
+    assert again.metrics == result.metrics and again.per_layer == result.per_layer
+    # Another seed is another evaluation: it runs.
+    (other,) = evaluate(backbone, "robot", RunOptions(**{**opts.__dict__, "seed": 1, "task_config": {"robot": TINY}}))
+    assert other.status == "failed" and "read back" in other.error
 
 
 def test_mini_values_and_the_limit(tmp_path):

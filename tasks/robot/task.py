@@ -8,6 +8,11 @@ with the backbone running live. Reported per task: success with a Wilson interva
 success-vs-#demos curve (the analogue of Fig. 6's learning curves), a proprioception-only head (the floor) and
 the expert on the same seeds (the ceiling). The main metric is the BC success averaged over tasks.
 
+Each task's outcome (every policy's episodes) is kept in the cache folder under a key of everything it depends
+on (the config, the demo features' cache key, hence the backbone's weights, the layer, the seed and the device),
+so a rerun reads it back instead of training and rolling out again, and a killed run redoes only the tasks it
+had not finished.
+
 On the mini suite `Robot.mini` applies (few demos and episodes, 64 px images) unless the run asks for the full
 protocol (`--full-protocol`).
 """
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +31,7 @@ import numpy as np
 
 from toto_eval.common.config import subset
 from toto_eval.common.errors import ConfigError, DataError
+from toto_eval.common.files import atomic_write_text
 from toto_eval.harness.backbone import Backbone
 from toto_eval.harness.display import Display, Metric
 from toto_eval.harness.intervals import wilson
@@ -35,6 +43,9 @@ from .encode import DemoFrames, LiveEncoder
 from .envs import TASK_NAMES, EnvConfig
 from .policy import BCConfig, train_bc
 from .rollout import episodes_json, evaluate_expert, evaluate_policy, summarize
+
+log = logging.getLogger(__name__)
+OUTCOME_FORMAT = 1  # bump when training or rollouts change: stored outcomes are then recomputed
 
 MINI: dict[str, Any] = {
     "image_size": 64,
@@ -185,9 +196,24 @@ def _training_data(
 
 
 def _evaluate_task(task: str, cfg: Config, backbone: Backbone, layer: int, root: Path, ctx: RunContext) -> dict:
-    env_cfg, bc = subset(EnvConfig, cfg), subset(BCConfig, cfg)
+    """One task's outcome: read back when this exact evaluation has been done before, else run and stored."""
     counts = sorted(set(cfg.demo_curve) | {cfg.demos})
-    data = _training_data(task, env_cfg, max(counts), backbone, layer, root, ctx)
+    data = _training_data(task, subset(EnvConfig, cfg), max(counts), backbone, layer, root, ctx)
+    identity = (OUTCOME_FORMAT, task, dataclasses.asdict(cfg), data.cache["key"], layer, ctx.seed, str(ctx.device))
+    stored = ctx.state_dir("robot", *identity) / "outcome.json"
+    if stored.is_file():
+        log.info("robot %s: outcome read back from %s", task, stored.parent)
+        return json.loads(stored.read_text()) | {"cache": data.cache}
+    outcome = _run_task(task, cfg, data, counts, backbone, layer, ctx)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stored, json.dumps(outcome, default=float))
+    return outcome
+
+
+def _run_task(
+    task: str, cfg: Config, data: _Demos, counts: list[int], backbone: Backbone, layer: int, ctx: RunContext
+) -> dict:
+    env_cfg, bc = subset(EnvConfig, cfg), subset(BCConfig, cfg)
     seeds = [EVAL_SEED0 + i for i in range(cfg.episodes)]
     encoder = LiveEncoder(backbone, layer, ctx.device)
     rows, curve, main, timing = [], [], [], {"seconds": 0.0, "steps": 0, "render_seconds": 0.0}
