@@ -16,7 +16,7 @@ that shift channel groups one token along time, height and width and apply a poi
 the probe pools) -> linear classifier (CATER: per-token classes pooled by log-sum-exp over each frame, against the
 snitch's cell in that frame), cross-entropy with label smoothing, AdamW, warm-up and cosine decay, a fixed seed,
 and augmentation where the task allows it (ImageNet: random shifts; CATER: mirrored clips with mirrored cells).
-Weights are trained on normalised frames, exactly as the cache feeds them. Weights are trained on first use and cached in
+Weights are trained on normalised frames, exactly as the cache feeds them, on first use, and cached in
 `<cache>/controls/<name>-mini<version>-<recipe hash>.safetensors` (`<cache>` is `$TOTO_EVAL_CACHE_DIR`, else
 `~/.cache/toto-eval`), so a changed mini dataset (its generator version) or recipe retrains. `--checkpoint FILE`
 loads given weights; `--random-init` gives the untrained twin (another floor). `control_davis` is trained for

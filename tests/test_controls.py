@@ -134,7 +134,7 @@ def test_per_frame_cater_labels_end_with_the_list_label(tmp_path):
     cfg = Config(frames=5, list_task="localize_4x4")
     for entry in read_list(tmp_path / "lists" / "localize_4x4" / "train.txt", tmp_path, 16):
         cells = _control_data._snitch_cells(tmp_path, entry.video, cfg)
-        assert cells.shape == (5,) and cells[-1] == entry.label and ((0 <= cells) & (cells < 16)).all()
+        assert cells.shape == (5,) and cells[-1] == entry.label and ((cells >= 0) & (cells < 16)).all()
 
 
 def test_mirror_flips_clips_and_their_grid_cells_together():

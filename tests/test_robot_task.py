@@ -63,6 +63,7 @@ def test_robot_task_end_to_end(tmp_path, backbone, monkeypatch):
     assert ci["method"] == "wilson" and ci["n"] == 2 and ci["low"] <= result.main_score <= ci["high"]
     assert 0.0 < task["timing"]["render_share"] < 1.0 and task["timing"]["backbone_share"] > 0.0
     assert result.extra["isaacgym"]["available"] is False
+
     # A second run reads the demos, their features and the outcome back: no training and no rollout.
     def no_rerun(*args, **kwargs):
         raise AssertionError("the stored outcome should have been read back")
