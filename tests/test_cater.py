@@ -300,3 +300,15 @@ def test_mini_camera_frames_the_table_and_shows_the_snitch():
             colours = {o["color"] for o in record["objects"][1:]}
             assert "yellow" not in colours  # nothing else is gold-like
     assert len(visible) >= 2 and min(visible) >= 8
+
+
+def test_mini_suite_protocol_and_user_overrides():
+    """The mini suite's CATER is the 4x4 grid at 8 frames in batches of 16; a user's value wins over a mini one."""
+    from toto_eval.harness.evaluate import task_config
+
+    cfg, applied = task_config(Cater, True, None)
+    assert (cfg.list_task, cfg.frames, cfg.probe.batch_size) == ("localize_4x4", 8, 16)
+    assert applied == Cater.mini
+    cfg, applied = task_config(Cater, True, {"probe.batch_size": 64, "frames": 16})
+    assert (cfg.list_task, cfg.frames, cfg.probe.batch_size) == ("localize_4x4", 16, 64)
+    assert task_config(Cater, False, None)[0] == Cater.Config()  # real data: the paper's protocol

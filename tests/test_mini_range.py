@@ -52,25 +52,9 @@ def test_davis_mini_has_disjoint_train_and_val_sequences(tmp_path):
 @pytest.mark.parametrize(
     ("task", "control"),
     [
-        pytest.param(
-            "imagenet_probe",
-            "control_imagenet",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 16: on the version-2 mini ImageNet the control's training loss stays at ln 10 (it "
-                "does not learn, 9.9% top-1); its recipe or the data must change",
-            ),
-        ),
+        ("imagenet_probe", "control_imagenet"),
         ("k400_probe", "control_k400"),
-        pytest.param(
-            "cater",
-            "control_cater",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 16: the CATER control scores 3.3% [0.8, 6.7] on the version-2 mini CATER, at chance "
-                "like the twin; the task cannot rank models yet",
-            ),
-        ),
+        ("cater", "control_cater"),
     ],
 )
 def test_control_is_clearly_above_the_random_init_floor(task, control, tmp_path_factory):
