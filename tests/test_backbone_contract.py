@@ -13,6 +13,8 @@ asked for.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -67,7 +69,24 @@ def _dim(bb: Backbone, layer: int) -> int:
     return dims[layer] if dims else bb.embed_dim
 
 
+@pytest.fixture
+def cached_control_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every positive control's weights already in a fresh cache folder, as a first use leaves them: the factory's
+    no-flag path then loads them instead of training for minutes (training is tested in test_controls.py and,
+    at full size, by the slow range tests)."""
+    from safetensors.torch import save_file
+
+    from toto_eval.backbones.controls import SPECS, ControlNet, weights_path
+
+    monkeypatch.setenv("TOTO_EVAL_CACHE_DIR", str(tmp_path))
+    for name, spec in SPECS.items():
+        path = weights_path(name, spec, tmp_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in ControlNet(name, spec).state_dict().items()}, str(path))
+
+
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.usefixtures("cached_control_weights")
 def test_factory_signature(name: str) -> None:
     """Without flags a backbone says what to pass, or loads shipped weights, or is weightless or flagged untrained."""
     factory = BACKBONES.get(name)
