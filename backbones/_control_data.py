@@ -12,12 +12,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..harness.backbone import Backbone
 from ..harness.task import RunContext
+
+if TYPE_CHECKING:
+    from ..tasks.cater.task import Config as CaterConfig
 
 TrainSet = tuple[torch.Tensor, np.ndarray]
 K400_VIEWS = 4  # random training clips per video: the control's only augmentation
@@ -69,7 +73,7 @@ def cater_train(cache_dir: Path, backbone: Backbone) -> TrainSet:
     return _stack(source), np.stack([_snitch_cells(root, e.video, cfg) for e in source.entries])
 
 
-def _snitch_cells(root: Path, video: Path, cfg) -> np.ndarray:
+def _snitch_cells(root: Path, video: Path, cfg: CaterConfig) -> np.ndarray:
     """The snitch's grid cell (in `cfg.list_task`'s grid) at each of the `cfg.frames` frames the task samples."""
     import json
 

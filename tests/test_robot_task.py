@@ -7,6 +7,7 @@ Run: python -m pytest tests/test_robot_task.py -q             (fast: one task, 2
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,12 @@ def test_robot_task_end_to_end(tmp_path, backbone, monkeypatch):
     # Another seed is another evaluation: it runs.
     (other,) = evaluate(backbone, "robot", RunOptions(**{**opts.__dict__, "seed": 1, "task_config": {"robot": TINY}}))
     assert other.status == "failed" and "read back" in other.error
+    # A damaged stored outcome is recomputed (with a warning naming it), not a crash.
+    (stored,) = (tmp_path / "cache").glob("robot/*/outcome.json")
+    stored.write_text("{not json")
+    monkeypatch.undo()
+    (fixed,) = evaluate(backbone, "robot", RunOptions(**{**opts.__dict__, "task_config": {"robot": TINY}}))
+    assert fixed.status == "ok" and fixed.metrics == result.metrics and json.loads(stored.read_text())
 
 
 def test_mini_values_and_the_limit(tmp_path):

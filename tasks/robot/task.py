@@ -202,8 +202,12 @@ def _evaluate_task(task: str, cfg: Config, backbone: Backbone, layer: int, root:
     identity = (OUTCOME_FORMAT, task, dataclasses.asdict(cfg), data.cache["key"], layer, ctx.seed, str(ctx.device))
     stored = ctx.state_dir("robot", *identity) / "outcome.json"
     if stored.is_file():
-        log.info("robot %s: outcome read back from %s", task, stored.parent)
-        return json.loads(stored.read_text()) | {"cache": data.cache}
+        try:
+            outcome = json.loads(stored.read_text())
+            log.info("robot %s: outcome read back from %s", task, stored.parent)
+            return outcome | {"cache": data.cache}
+        except (OSError, ValueError) as err:  # damaged by hand or by the disk: recompute and overwrite
+            log.warning("%s: unreadable stored outcome (%s); recomputing", stored, str(err).splitlines()[0])
     outcome = _run_task(task, cfg, data, counts, backbone, layer, ctx)
     stored.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stored, json.dumps(outcome, default=float))
