@@ -4,7 +4,8 @@
 its checksum record (every chunk of every array, every small file; see cache_entry.py) and names what differs,
 one line per entry; `verify --repair` marks the damaged rows "to do" (or removes an entry whose small files or
 headers are damaged), so the next run that uses the entry recomputes exactly those; `prune` deletes incomplete
-entries and entries of an older format (the default), entries of one backbone, or everything, each under its
+entries and entries of an older format (the default), entries of one backbone, or everything (`--all`, which
+also empties the probe-grid checkpoints and robot outcomes stored beside the features), each under its
 lock (never in the middle of another process creating, completing or repairing it; do not prune under a running
 extraction, which would have to start that entry again).
 """
@@ -130,4 +131,12 @@ def prune_entries(cache: FeatureCache, args: argparse.Namespace) -> int:
                 lock.unlink(missing_ok=True)  # a process waiting on it notices and locks the new file
             removed += 1
     print(f"removed {removed} entries from {cache.root}")
+    if args.all:  # work derived from features (probe-grid checkpoints, robot outcomes) goes with them
+        from .task import STATE_KINDS
+
+        for kind in STATE_KINDS:
+            folder = cache.root.parent / kind
+            if folder.is_dir():
+                shutil.rmtree(folder)
+                print(f"removed {folder}")
     return 0

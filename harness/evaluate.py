@@ -10,11 +10,13 @@ Called from Python it is quiet: no progress bars and no files unless `RunOptions
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import logging
 import random
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +30,8 @@ from ..common.files import default_cache_dir
 from . import dist as distributed
 from .backbone import Backbone, Layers
 from .cache import FeatureCache
+from .parallel import as_finished, choose_jobs, open_pool, threads_per_job, worker_backbone
+from .plan import RunPlan, check_budget, plan_run
 from .registry import BACKBONES, TASKS
 from .results import TaskResult, provenance, read_result, result_path, write_result
 from .task import RunContext, Task
@@ -53,6 +57,7 @@ class RunOptions:
     progress: bool = False
     mini_overrides: bool = True  # False: the mini suite runs every task's full protocol
     probe_mode: str = "cached"  # "cached", "online", or "auto" (the planner picks per task against the budget)
+    jobs: int | None = 1  # tasks run at once in worker processes on a CPU (None: one per core; see `parallel`)
     cache_budget: int | None = None  # bytes the feature cache may use (auto mode, and the refusal of a plan)
     task_config: dict[str, dict] = field(default_factory=dict)  # task name -> Config overrides (dotted keys)
 
@@ -107,33 +112,81 @@ def seed_everything(seed: int) -> None:
 
 
 def evaluate(backbone: Backbone, tasks: str | list[str], options: RunOptions = RunOptions()) -> list[TaskResult]:
-    """Run `tasks` on `backbone`; one TaskResult per task, also written under `options.results_dir` if set."""
+    """Run `tasks` on `backbone`; one TaskResult per task (in the order of `tasks`), also written under
+    `options.results_dir` if set. The plan comes first (it generates the mini datasets on first use) and a plan
+    over the cache budget is refused before any compute."""
     names = resolve_tasks(tasks)
-    ctx = _context(options)
-    ctx.probe_modes = _probe_modes(backbone, names, options, ctx)
-    facts = provenance()  # git and hardware: once per run
-    results = []
-    for name in names:
-        kept = _existing(options, backbone, name)
-        if kept is not None:
-            results.append(kept)
-            continue
-        task_cls = TASKS.get(name)
-        config, applied = task_config(task_cls, ctx.mini and options.mini_overrides, options.task_config.get(name))
-        result = _run_on_ranks(task_cls(config), backbone, ctx, facts, applied)
-        result.run = _run_record(options)
-        if options.results_dir is not None and ctx.dist.main:
-            path = write_result(result, options.results_dir)
-            log.info("%s %s: %s = %s -> %s", name, result.status, result.main_metric, result.main_score, path)
-        results.append(result)
-    return results
+    ctx = run_context(options)
+    jobs = choose_jobs(options.jobs, len(names), str(ctx.device), ctx.dist.active)
+    pool = open_pool(jobs, backbone) if jobs > 1 else None
+    with pool or contextlib.nullcontext():
+        plan = plan_run(backbone, names, options, ctx, measure=False, pool=pool)
+        check_budget(plan)
+        auto = options.probe_mode == "auto"
+        ctx.probe_modes = {row.task: row.mode if auto else options.probe_mode for row in plan.tasks}
+        facts = provenance()  # git and hardware: once per run
+        kept = {name: found for name in names if (found := _existing(options, backbone, name)) is not None}
+        todo = [name for name in names if name not in kept]
+        if pool is None:
+            done = {name: _run_here(name, backbone, ctx, facts, options) for name in todo}
+        else:
+            log.info("%d tasks, %d at a time (--jobs), each on %d thread(s)", len(todo), jobs, threads_per_job(jobs))
+            done = _run_in_pool(pool, todo, plan, backbone, ctx, facts, options)
+    return [{**kept, **done}[name] for name in names]
 
 
-def _run_on_ranks(task: Task, backbone: Backbone, ctx: RunContext, facts: dict, applied: dict) -> TaskResult:
-    """Run a task in a torchrun run: on every rank (rank 0 keeps the artefacts and the result), or, for a task
-    that cannot be split, on rank 0 alone while the others wait."""
+def _run_in_pool(
+    pool: ProcessPoolExecutor,
+    names: list[str],
+    plan: RunPlan,
+    backbone: Backbone,
+    ctx: RunContext,
+    facts: dict,
+    options: RunOptions,
+) -> dict[str, TaskResult]:
+    """Run `names` in the pool's workers, the costliest first (a long task started last would finish alone),
+    writing each result as it arrives; a task whose worker died is recorded as failed."""
+    costliest = sorted(names, key=lambda name: -plan.task(name).flops)
+    calls = [(name, options, ctx.probe_modes, facts) for name in costliest]
+    done = {}
+    for (name, *_), result, died in as_finished(pool, _run_in_worker, calls):
+        if died:
+            task, applied = _task(name, ctx, options)
+            result = dataclasses.replace(_result_base(task, backbone, ctx, facts, applied), status="failed", error=died)
+        done[name] = _finish(result, options, ctx)
+    return done
+
+
+def _task(name: str, ctx: RunContext, options: RunOptions) -> tuple[Task, dict]:
+    """The task with its config (defaults, the mini values, the user's) and the mini values applied."""
+    task_cls = TASKS.get(name)
+    config, applied = task_config(task_cls, ctx.mini and options.mini_overrides, options.task_config.get(name))
+    return task_cls(config), applied
+
+
+def _finish(result: TaskResult, options: RunOptions, ctx: RunContext) -> TaskResult:
+    """Record the run's options in a task's result and write it (on rank 0) where the run writes results."""
+    result.run = _run_record(options)
+    if options.results_dir is not None and ctx.dist.main:
+        path = write_result(result, options.results_dir)
+        log.info("%s %s: %s = %s -> %s", result.task, result.status, result.main_metric, result.main_score, path)
+    return result
+
+
+def _run_in_worker(name: str, options: RunOptions, probe_modes: dict[str, str], facts: dict) -> TaskResult:
+    """One task in a worker process (see `parallel`): the parent's options, plan and provenance."""
+    load_builtins()
+    ctx = dataclasses.replace(run_context(options), progress=False, probe_modes=probe_modes)
+    task, applied = _task(name, ctx, options)
+    return run_task(task, worker_backbone(), ctx, facts, applied)
+
+
+def _run_here(name: str, backbone: Backbone, ctx: RunContext, facts: dict, options: RunOptions) -> TaskResult:
+    """Run a task (and write its result) in this process; under torchrun on every rank (rank 0 keeps the
+    artefacts and the result), or, for a task that cannot be split, on rank 0 alone while the others wait."""
+    task, applied = _task(name, ctx, options)
     if not ctx.dist.active:
-        return run_task(task, backbone, ctx, facts, applied)
+        return _finish(run_task(task, backbone, ctx, facts, applied), options, ctx)
     if task.distributed:
         if not ctx.dist.main:  # the same work, but artefacts (predictions) go to a private scratch folder
             scratch = ctx.cache.root.parent / "scratch" / f"rank{ctx.dist.rank}"
@@ -146,7 +199,7 @@ def _run_on_ranks(task: Task, backbone: Backbone, ctx: RunContext, facts: dict, 
     else:
         result = dataclasses.replace(_result_base(task, backbone, ctx, facts, applied), status="skipped")
     ctx.dist.barrier()
-    return result
+    return _finish(result, options, ctx)
 
 
 def checkpoint_label(backbone: Backbone) -> str:
@@ -191,7 +244,7 @@ def run_task(
     )
 
 
-def _context(options: RunOptions) -> RunContext:
+def run_context(options: RunOptions) -> RunContext:
     dist = distributed.init(options.device)
     return RunContext(
         cache=FeatureCache(options.cache_dir / "features", dist=dist),
@@ -207,15 +260,6 @@ def _context(options: RunOptions) -> RunContext:
         num_workers=options.num_workers,
         results_dir=options.results_dir,
     )
-
-
-def _probe_modes(backbone: Backbone, names: list[str], options: RunOptions, ctx: RunContext) -> dict[str, str]:
-    """Each task's probe mode: as asked, or in auto mode the planner's choice against the cache budget."""
-    if options.probe_mode != "auto":
-        return dict.fromkeys(names, options.probe_mode)
-    from .plan import plan_run
-
-    return {row.task: row.mode for row in plan_run(backbone, names, options, ctx).tasks}
 
 
 def _existing(options: RunOptions, backbone: Backbone, task: str) -> TaskResult | None:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
 
 from ..common.errors import ConfigError, TotoEvalError
 from .backbone import Backbone
+from .parallel import as_finished, worker_backbone
 
 log = logging.getLogger(__name__)
 FP16 = 2  # bytes per cached value
@@ -79,6 +81,9 @@ class RunPlan:
     @property
     def cache_bytes(self) -> int:
         return sum(t.cache_bytes for t in self.tasks)
+
+    def task(self, name: str) -> TaskPlan:
+        return next(t for t in self.tasks if t.task == name)
 
     @property
     def over_budget(self) -> bool:
@@ -164,30 +169,48 @@ def plan_run(
     counts: str = "data",
     cluster: tuple[int, float, float] | None = None,
     measure: bool = True,
+    pool: ProcessPoolExecutor | None = None,
 ) -> RunPlan:
     """The plan of `names` on `backbone` under `options` (a RunOptions): modes, bytes, FLOPs and, when
-    `measure`, time (from `cluster` = (GPUs, peak TFLOP/s, MFU) if given, else a short measured forward)."""
-    from .evaluate import task_config
+    `measure`, time (from `cluster` = (GPUs, peak TFLOP/s, MFU) if given, else a short measured forward).
+    Planning counts the data, so it generates the mini datasets on first use: in `pool`'s workers, if given."""
     from .registry import TASKS
 
     budget = options.cache_budget if options.cache_budget is not None else free_space(ctx.cache.root)
+    if pool is None:
+        passes = {name: task_extractions(name, options, counts, backbone, ctx) for name in names}
+    else:
+        calls = [(name, options, counts) for name in names]
+        passes = {args[0]: found or [] for args, found, _ in as_finished(pool, task_extractions, calls)}
     candidates = {}  # task -> (probe mode choice, cached plan, online plan)
     for name in names:
-        cls = TASKS.get(name)
-        config, _ = task_config(cls, ctx.mini and options.mini_overrides, options.task_config.get(name))
-        task = cls(config)
-        try:
-            extractions = task.extraction(backbone, ctx, counts)
-        except TotoEvalError as err:  # the task will fail the same way when it runs, and be recorded failed
-            log.warning("%s: cannot plan (%s)", name, err)
-            extractions = []
+        extractions = passes[name]
         cached = TaskPlan(name, "cached", [cost(name, backbone, e, False) for e in extractions])
         online = TaskPlan(name, "online", [cost(name, backbone, e, True) for e in extractions])
-        candidates[name] = (options.probe_mode if task.has_probe_mode else "-", cached, online)
+        mode = options.probe_mode if TASKS.get(name).has_probe_mode else "-"
+        candidates[name] = (mode, cached, online)
     chosen = _choose(candidates, budget)
     tasks = [chosen[name] for name in names]
     speed, source = throughput(backbone, ctx, cluster) if measure else (float("nan"), "not measured")
     return RunPlan(tasks, budget, speed, source)
+
+
+def task_extractions(name: str, options, counts: str, backbone: Backbone | None = None, ctx=None) -> list[Extraction]:
+    """One task's passes over its data (in a worker process, with the worker's backbone and a fresh context);
+    none when the data cannot be read: the task will fail the same way when it runs, and be recorded failed."""
+    from .evaluate import load_builtins, run_context, task_config
+    from .registry import TASKS
+
+    load_builtins()
+    backbone = backbone if backbone is not None else worker_backbone()
+    ctx = ctx if ctx is not None else run_context(options)
+    cls = TASKS.get(name)
+    config, _ = task_config(cls, ctx.mini and options.mini_overrides, options.task_config.get(name))
+    try:
+        return cls(config).extraction(backbone, ctx, counts)
+    except TotoEvalError as err:
+        log.warning("%s: cannot plan (%s)", name, err)
+        return []
 
 
 def _choose(candidates: dict[str, tuple[str, TaskPlan, TaskPlan]], budget: int) -> dict[str, TaskPlan]:

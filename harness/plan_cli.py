@@ -28,14 +28,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .evaluate import _context
+    from .evaluate import run_context
     from .plan import plan_run
     from .run_cli import prepare
 
     if args.sizes == "paper":  # the real datasets' protocol: no mini-suite reductions
         args.full_protocol = True
-    backbone, names, options = prepare(args, check_budget=False)
-    ctx = _context(options)
+    backbone, names, options = prepare(args)
+    ctx = run_context(options)
     plan = plan_run(backbone, names, options, ctx, counts=args.sizes, cluster=(args.gpus, args.gpu_tflops, args.mfu))
     print(plan.table())
     return 1 if plan.over_budget else 0

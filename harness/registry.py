@@ -101,6 +101,9 @@ TASKS: Registry = Registry("task", "toto_eval.tasks")
 PROBES: Registry = Registry("probe")
 
 
+INCLUDED: list[str] = []  # the files include_files imported, so that worker processes import them too
+
+
 def include_files(paths: list[str]) -> None:
     """Import users' Python files so their `@BACKBONES.register(...)` / `@TASKS.register(...)` run (--include)."""
     import importlib.util
@@ -115,3 +118,4 @@ def include_files(paths: list[str]) -> None:
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
+        INCLUDED.append(str(file.resolve()))

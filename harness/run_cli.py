@@ -61,6 +61,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include", action="append", default=[], help="a Python file that registers more (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
+        "--jobs",
+        type=int,
+        help="on a CPU, tasks run at once in worker processes, each on cores/jobs threads (default: one per "
+        "core; 1 on a GPU or under torchrun)",
+    )
+    p.add_argument(
         "--probe-mode",
         choices=("auto", "cached", "online"),
         default="auto",
@@ -88,9 +94,9 @@ def _int(text: str, flag: str) -> int:
         raise ConfigError(f"{flag}: {text!r} is not an integer") from None
 
 
-def prepare(args: argparse.Namespace, check_budget: bool = True):
-    """(backbone, task names, RunOptions) of a run's options, checked before any compute; with `check_budget`,
-    a plan over the cache budget is refused here, with its table."""
+def prepare(args: argparse.Namespace):
+    """(backbone, task names, RunOptions) of a run's options, checked before any compute (`evaluate` then
+    refuses a plan over the cache budget, with its table, before it computes anything)."""
     from ..common.config import parse_overrides
     from ..common.errors import ConfigError
     from .evaluate import RunOptions, create_backbone, resolve_tasks, task_config
@@ -125,15 +131,10 @@ def prepare(args: argparse.Namespace, check_budget: bool = True):
         progress=not args.no_progress,
         mini_overrides=not args.full_protocol,
         probe_mode=args.probe_mode,
+        jobs=args.jobs,
         cache_budget=parse_size(args.cache_budget) if args.cache_budget else None,
         task_config=overrides,
     )
-    if check_budget:
-        from .evaluate import _context
-        from .plan import check_budget as refuse_over_budget
-        from .plan import plan_run
-
-        refuse_over_budget(plan_run(backbone, names, options, _context(options), measure=False))
     return backbone, names, options
 
 

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .plan import Extraction
 
 log = logging.getLogger(__name__)
+STATE_KINDS = ("probes", "robot")  # folders beside the feature cache: probe-grid checkpoints, robot outcomes
 MANIFEST = ".manifest.json"  # in a mini dataset: every file's size and SHA-256, written at generation
 _SOUND_DATASETS: set[tuple] = set()  # (root, manifest and marker mtimes) found sound by this process
 
@@ -155,6 +156,8 @@ class RunContext:
 
     def state_dir(self, kind: str, *identity: object) -> Path:
         """`<cache>/<kind>/<hash of identity>`: where resumable work (probe training) keeps its checkpoints."""
+        if kind not in STATE_KINDS:
+            raise ValueError(f"unknown state kind {kind!r} (add it to STATE_KINDS, which `cache prune --all` empties)")
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
         return self.cache.root.parent / kind / digest
 

@@ -121,8 +121,11 @@ def test_ls_and_cache_commands(run_dir, mini_cache):
     assert verified.returncode == 0 and "0 bad entries" in verified.stdout
     copy = run_dir / "cache-copy"
     shutil.copytree(mini_cache / "features", copy / "features")
+    for kind in ("probes", "robot"):  # probe-grid checkpoints and robot outcomes, derived from the features
+        (copy / kind / "0123abcd").mkdir(parents=True)
     pruned = toto_eval("cache", "prune", "--all", "--cache-dir", str(copy))
     assert pruned.returncode == 0 and not any((copy / "features").iterdir())
+    assert not (copy / "probes").exists() and not (copy / "robot").exists()
 
 
 def test_plan_command(run_dir, mini_cache):
