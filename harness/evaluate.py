@@ -145,8 +145,9 @@ def _run_in_pool(
     options: RunOptions,
 ) -> dict[str, TaskResult]:
     """Run `names` in the pool's workers, the costliest first (a long task started last would finish alone),
-    writing each result as it arrives; a task whose worker died is recorded as failed."""
-    costliest = sorted(names, key=lambda name: -plan.task(name).flops)
+    writing each result as it arrives; a task whose worker died is recorded as failed. Probe tasks count as the
+    costliest: their probe grids, which the plan's backbone FLOPs leave out, are a run's longest stretches."""
+    costliest = sorted(names, key=lambda name: (-TASKS.get(name).has_probe_mode, -plan.task(name).flops))
     calls = [(name, options, ctx.probe_modes, facts) for name in costliest]
     done = {}
     for (name, *_), result, died in as_finished(pool, _run_in_worker, calls):

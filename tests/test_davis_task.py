@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from toto_eval.common.errors import DataError
 from toto_eval.harness.evaluate import RunOptions, create_backbone, evaluate
 from toto_eval.tasks.davis import task as davis_task  # noqa: F401  (registers the task)
 from toto_eval.tasks.davis.data import load_sequence, read_annotations, read_labels, read_sequence_list
-from toto_eval.tasks.davis.mini import SEQUENCES, make_mini
+from toto_eval.tasks.davis.mini import SEQUENCES, make_mini, render_sequence
 from toto_eval.tasks.davis.scoring import score_folder
 
 
@@ -170,3 +171,12 @@ def test_davis_task_on_mini_end_to_end(tmp_path):
     assert (folder / "global_results-val.csv").exists() and (folder / "per-sequence_results-val.csv").exists()
     (second,) = evaluate(backbone, "davis", options)
     assert second.metrics == m and second.extra["timing"]["computed_frames"] == 0
+
+
+def test_mini_light_changes_so_colour_alone_cannot_match():
+    """Mini DAVIS v3: the light swings from frame to frame in every val sequence (raw pixel patches matched the
+    flat colours of v2 better than any learned feature)."""
+    for spec in SEQUENCES:
+        frames, _ = render_sequence(spec, np.random.default_rng([0, zlib.crc32(spec.name.encode())]))
+        levels = frames.reshape(len(frames), -1, 3).mean(1)  # (T, 3): each frame's mean level per channel
+        assert (levels.max(0) - levels.min(0)).max() > 30, spec.name

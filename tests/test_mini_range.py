@@ -55,6 +55,7 @@ def test_davis_mini_has_disjoint_train_and_val_sequences(tmp_path):
         ("imagenet_probe", "control_imagenet"),
         ("k400_probe", "control_k400"),
         ("cater", "control_cater"),
+        ("davis", "control_davis"),
     ],
 )
 def test_control_is_clearly_above_the_random_init_floor(task, control, tmp_path_factory):
