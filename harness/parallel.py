@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -101,6 +102,7 @@ class _TaskPrefix(logging.Filter):
 
 
 def _init(payload: bytes, included: list[str], setup: tuple[int, str, int]) -> None:
+    signal.signal(signal.SIGINT, _quit)  # Ctrl-C reaches the whole process group: the parent reports it once
     level, fmt, threads = setup
     torch.set_num_threads(threads)
     handler = logging.StreamHandler(sys.stderr)
@@ -111,6 +113,12 @@ def _init(payload: bytes, included: list[str], setup: tuple[int, str, int]) -> N
     root.setLevel(level)
     include_files([p for p in included if p not in INCLUDED])  # their classes, before the backbone is unpickled
     _WORKER["backbone"] = pickle.loads(payload)
+
+
+def _quit(signum: int, frame: object) -> None:
+    # At once, as a kill would: no traceback per worker (an exception raised mid-import prints one), and a killed
+    # task's cache work is resumable by design. The parent reports the interruption and keeps what finished.
+    os._exit(130)
 
 
 def _call(fn: Callable[..., Any], args: tuple) -> Any:

@@ -74,6 +74,10 @@ TOTO_CONFIGS: dict[str, TotoConfig] = {
     "test": TotoConfig(dim=64, n_layers=4, n_heads=4, vocab_size=512, ffn_dim=256, max_seq_len=1024),
     # pre-trainable on a 2-core CPU in ~20 minutes: 10.5M parameters, 4.2M of them input + output embeddings
     "tiny": TotoConfig(dim=256, n_layers=6, n_heads=4, ffn_dim=1024),
+    # the studies' extra sizes (pretrain/studies): scaling needs sizes between test and tiny, depth a deep narrow one
+    "s32": TotoConfig(dim=32, n_layers=2, n_heads=2, vocab_size=512, ffn_dim=128, max_seq_len=1024),
+    "s128": TotoConfig(dim=128, n_layers=4, n_heads=4, vocab_size=512, ffn_dim=512, max_seq_len=1024),
+    "deep8": TotoConfig(dim=64, n_layers=8, n_heads=4, vocab_size=512, ffn_dim=256, max_seq_len=1024),
     # the paper's three sizes; see the module docstring for the ffn_dim choice
     "base": TotoConfig(dim=768, n_layers=12, n_heads=12, ffn_dim=4 * 768),
     "large": TotoConfig(dim=1024, n_layers=16, n_heads=16, ffn_dim=4 * 1024),

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,16 @@ class Sleepy(Task):
         return TaskOutput(metrics={"score": float(os.getpid() != int(os.environ["PARENT_PID"]))})
 
 
+@register("stuck", tags=("test",), main_metric="score")
+class Stuck(Task):
+    @dataclass(frozen=True)
+    class Config:
+        pass
+
+    def evaluate(self, backbone, ctx):
+        time.sleep(600)
+
+
 @register("crashing", tags=("test",), main_metric="score")
 class Crashing(Task):
     @dataclass(frozen=True)
@@ -106,3 +118,21 @@ def test_include_files_reach_workers_and_a_dead_worker_fails_only_its_task(tmp_p
     assert found["crashing"][0] == "failed"
     error = json.loads(next((tmp_path / "out").rglob("crashing.json")).read_text())["error"]
     assert "worker process died" in error
+
+
+def test_ctrl_c_stops_every_worker_quietly_and_keeps_finished_results(tmp_path: Path) -> None:
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(PLUGIN)
+    argv = ["--backbone", "toto_test", "--random-init", "--tasks", "sleepy,stuck", "--include", str(plugin)]
+    argv += ["--jobs", "2", "--cache-dir", str(tmp_path / "cache"), "--results-dir", "out", "--no-progress"]
+    cmd = [sys.executable, "-m", "toto_eval.harness.cli", "run", *argv]
+    env = {**os.environ, "PARENT_PID": "0"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "out").rglob("sleepy.json")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.count("interrupted") == 1
+    assert json.loads(next((tmp_path / "out").rglob("sleepy.json")).read_text())["status"] == "ok"

@@ -10,7 +10,7 @@ the same for Kinetics and DAVIS (Fig. 8): the last layers specialise in predicti
 from __future__ import annotations
 
 from .report import CHANCE, Finding, Outcome, TableRow
-from .runner import Workspace, best_per_layer, full_train_command, register_sizes
+from .runner import Workspace, best_per_layer, full_train_command
 
 TASKS = (("imagenet_probe", "mini ImageNet"), ("k400_probe", "mini Kinetics"))
 FIGURE = {"imagenet_probe": "4", "k400_probe": "8"}
@@ -22,7 +22,6 @@ def model_size(ws: Workspace) -> str:
 
 
 def run(ws: Workspace) -> Outcome:
-    register_sizes()
     ckpt = ws.train("toto-patch8-deep", ws.shards("patch8"), model=model_size(ws))
     curves = {t: best_per_layer(ws.evaluate("toto_test", ckpt, t)) for t, _ in TASKS}
     layers = list(curves["imagenet_probe"])
@@ -86,7 +85,7 @@ def run(ws: Workspace) -> Outcome:
             "peak (~50% depth), which is the one number compared.",
             "Neighbouring layers often differ by less than the 95% interval of a few hundred test clips; the best "
             "layer is the argmax of noisy numbers.",
-            "`deep8` is a study-only size registered at run time (pretrain/studies/runner.py); the checkpoint records "
+            "`deep8` is a study size of `toto-pretrain train --model` (pretrain/model.py); the checkpoint records "
             "its config, so `toto_test` loads it with a size warning.",
         ),
     )

@@ -233,20 +233,3 @@ def final_loss(checkpoint: Path, last: int = 5) -> float:
     """Mean training loss of the last `last` logged steps of the run a checkpoint belongs to."""
     losses = [row["loss"] for row in run_log(checkpoint)][-last:]
     return sum(losses) / len(losses)
-
-
-# Study-only sizes of the LLaMA-style model, added to the trainer's registry at run time (see `register_sizes`).
-EXTRA_SIZES = {
-    "s32": dict(dim=32, n_layers=2, n_heads=2, vocab_size=512, ffn_dim=128, max_seq_len=1024),
-    "s128": dict(dim=128, n_layers=4, n_heads=4, vocab_size=512, ffn_dim=512, max_seq_len=1024),
-    "deep8": dict(dim=64, n_layers=8, n_heads=4, vocab_size=512, ffn_dim=256, max_seq_len=1024),
-}
-
-
-def register_sizes() -> None:
-    """Make the study sizes known to `--arch toto` in this process (scaling needs sizes between test and tiny,
-    depth a deeper narrow model). The checkpoint records the full config, so the evaluation reads it back."""
-    from ..model import TOTO_CONFIGS, TotoConfig
-
-    for name, fields in EXTRA_SIZES.items():
-        TOTO_CONFIGS.setdefault(name, TotoConfig(**fields))

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import scaling
 from .report import Finding, Outcome, TableRow, paper_rows_of, plain_log_ticks, source
-from .runner import Workspace, final_loss, full_train_command, register_sizes
+from .runner import Workspace, final_loss, full_train_command
 
 SIZES = ("s32", "test", "s128")
 
@@ -25,7 +25,6 @@ def sizes_for(ws: Workspace) -> tuple[str, ...]:
 
 
 def run(ws: Workspace) -> Outcome:
-    register_sizes()
     shards = ws.shards("patch8")
     names = sizes_for(ws)
     ckpts = {m: ws.train("toto-patch8", shards, model=m) for m in names}
@@ -121,7 +120,7 @@ def run(ws: Workspace) -> Outcome:
             "would reach; the paper's frontier has the same property unless every budget is its own run.",
             "Three sizes over about one decade of compute: a line through a few points fits well almost always; "
             "the exponent is the number to read, and it depends on the budget (a few hundred steps).",
-            "s32 and s128 are study-only sizes registered at run time (pretrain/studies/runner.py).",
+            "s32 and s128 are study sizes of `toto-pretrain train --model` (pretrain/model.py).",
         ),
         decimals=4,
     )
