@@ -52,6 +52,7 @@ FORMAT_VERSION = 2  # 2: checksums in COMPLETE, skipped.json, preallocated array
 TODO, FILLED, SKIPPED = 0, 1, 2
 SMALL_FILES = ("meta.json", "index.json", "filled.npy", "skipped.json")
 VERIFY_BYTES = 8 * 2**30  # an open verifies every chunk of an entry up to this size, a random sample beyond
+LOUD_BYTES = 16 * 2**20  # entries from this size on announce themselves at INFO (smaller ones at DEBUG)
 log = logging.getLogger(__name__)
 
 
@@ -154,8 +155,9 @@ class Entry:
         nbytes = sum(n * int(np.prod(s)) * 2 for s in shapes.values())
         self.path.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.path).free
-        log.info("cache %s: will write %.1f MiB for %d samples (%d arrays); %.1f GiB free",
-                 self.path.name, nbytes / 2**20, n, len(shapes), free / 2**30)  # fmt: skip
+        level = logging.INFO if nbytes >= LOUD_BYTES else logging.DEBUG  # DAVIS and robot make dozens of tiny ones
+        log.log(level, "cache %s: will write %.1f MiB for %d samples (%d arrays); %.1f GiB free",
+                self.path.name, nbytes / 2**20, n, len(shapes), free / 2**30)  # fmt: skip
         if nbytes * 1.05 > free:
             raise TotoEvalError(
                 f"{self.path}: features need {nbytes / 2**30:.2f} GiB but only "

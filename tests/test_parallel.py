@@ -49,7 +49,7 @@ def test_choose_jobs() -> None:
 def test_parallel_run_equals_serial_run(tmp_path: Path, mini_cache: Path) -> None:
     args = ["--backbone", "toto_test", "--random-init", "--tasks", "imagenet_probe,davis", "--limit", "60"]
     args += ["--layers", "-1", "--set", "imagenet_probe.probe.epochs=1"]
-    parallel = run(*args, "--jobs", "2", "--cache-dir", str(mini_cache), "--results-dir", "par", cwd=tmp_path)
+    parallel = run(*args, "--jobs", "2", "--cache-dir", str(mini_cache), "--results-dir", "par", "-v", cwd=tmp_path)
     assert parallel.returncode == 0, parallel.stderr
     assert "2 tasks, 2 at a time (--jobs), each on 1 thread(s)" in parallel.stderr
     assert "davis: cache" in parallel.stderr  # a worker's log line, named by its task
