@@ -31,7 +31,7 @@ def timed_run(work: Path, jobs: int, backbone: str) -> tuple[float, dict[str, fl
     if done.returncode != 0:
         raise SystemExit(f"jobs {jobs}: exit {done.returncode}\n{done.stderr[-2000:]}")
     scores = {}
-    for path in (work / "results").rglob("*.json"):
+    for path in (work / "results").glob("*/*/*.json"):  # results/<backbone>/<weights>/<task>.json, not artefacts
         result = json.loads(path.read_text())
         scores[result["task"]] = result["main_score"]
     return seconds, scores
