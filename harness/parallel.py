@@ -102,7 +102,8 @@ class _TaskPrefix(logging.Filter):
 
 
 def _init(payload: bytes, included: list[str], setup: tuple[int, str, int]) -> None:
-    signal.signal(signal.SIGINT, _quit)  # Ctrl-C reaches the whole process group: the parent reports it once
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # ignored (say, a background job): stay ignored
+        signal.signal(signal.SIGINT, _quit)  # Ctrl-C reaches the whole process group: the parent reports it once
     level, fmt, threads = setup
     torch.set_num_threads(threads)
     handler = logging.StreamHandler(sys.stderr)

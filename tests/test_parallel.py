@@ -127,7 +127,10 @@ def test_ctrl_c_stops_every_worker_quietly_and_keeps_finished_results(tmp_path: 
     argv += ["--jobs", "2", "--cache-dir", str(tmp_path / "cache"), "--results-dir", "out", "--no-progress"]
     cmd = [sys.executable, "-m", "toto_eval.harness.cli", "run", *argv]
     env = {**os.environ, "PARENT_PID": "0"}
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    interactive = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731  (a background job ignores it)
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=interactive
+    )
     deadline = time.monotonic() + 120
     while not list((tmp_path / "out").rglob("sleepy.json")) and time.monotonic() < deadline:
         time.sleep(0.5)
