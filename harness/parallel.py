@@ -96,7 +96,7 @@ def worker_backbone() -> Any:
 class _TaskPrefix(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         task = _WORKER.get("task")
-        if task and not getattr(record, "prefixed", False):
+        if task and not getattr(record, "prefixed", False) and not str(record.msg).startswith(task):
             record.msg, record.prefixed = f"{task}: {record.msg}", True
         return True
 

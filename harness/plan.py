@@ -181,7 +181,11 @@ def plan_run(
         passes = {name: task_extractions(name, options, counts, backbone, ctx) for name in names}
     else:
         calls = [(name, options, counts) for name in names]
-        passes = {args[0]: found or [] for args, found, _ in as_finished(pool, task_extractions, calls)}
+        passes = {}
+        for (name, *_), found, died in as_finished(pool, task_extractions, calls):
+            if died:  # planned as free; the task itself fails with its own reason when it runs
+                log.warning("%s: cannot plan (%s)", name, died)
+            passes[name] = found or []
     candidates = {}  # task -> (probe mode choice, cached plan, online plan)
     for name in names:
         extractions = passes[name]

@@ -107,6 +107,8 @@ def prepare(args: argparse.Namespace):
         raise ConfigError("--backbone is required (or a --config that names one)")
     if args.suite == "mini" and args.data_root:
         raise ConfigError("--suite mini and --data-root exclude each other")
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: must be 1 or more (tasks run at once)")
     include_files(args.include)
     names = resolve_tasks(args.tasks)
     overrides = parse_overrides(args.set)

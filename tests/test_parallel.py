@@ -39,6 +39,11 @@ def scores(folder: Path) -> dict[str, tuple]:
     return out
 
 
+def test_jobs_below_one_is_a_one_line_error(tmp_path: Path) -> None:
+    done = run("--backbone", "toto_test", "--random-init", "--tasks", "davis", "--jobs", "0", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr == "toto-eval: error: --jobs 0: must be 1 or more (tasks run at once)\n"
+
+
 def test_choose_jobs() -> None:
     assert choose_jobs(4, 6, "cuda", False) == 1 and choose_jobs(4, 6, "cpu", True) == 1  # GPU, torchrun: serial
     assert choose_jobs(8, 3, "cpu", False) == 3 and choose_jobs(2, 6, "cpu", False) == 2
