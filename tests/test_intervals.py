@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toto_eval.harness.intervals import bootstrap, bootstrap_mean, wilson
+from toto_eval.harness.intervals import bootstrap, bootstrap_mean, decode_replicates, success_interval, wilson
 
 
 def test_wilson_matches_hand_computed_values():
@@ -29,6 +29,30 @@ def test_bootstrap_is_deterministic_and_brackets_the_mean():
     assert a["high"] - a["low"] == pytest.approx(2 * 1.96 * np.sqrt(hits.mean() * (1 - hits.mean()) / 200), rel=0.15)
     generic = bootstrap(200, lambda idx: float(hits[idx].mean()))
     assert generic["low"] == pytest.approx(a["low"], abs=0.02) and generic["high"] == pytest.approx(a["high"], abs=0.02)
+
+
+def test_replicates_are_the_statistic_on_each_resample_and_the_same_resamples_for_the_same_count():
+    values = np.random.default_rng(2).random(37)
+    rec = bootstrap_mean(values, ids=[str(i) for i in range(37)])
+    idx = np.random.default_rng(0).integers(0, 37, size=(1000, 37))  # the documented draw: (seed, n) only
+    expected = values[idx].mean(1)
+    assert np.allclose(decode_replicates(rec["replicates"]), expected, atol=1e-6)  # float32 storage
+    assert rec["low"] == np.percentile(expected, 2.5) and rec["high"] == np.percentile(expected, 97.5)
+    generic = bootstrap(37, lambda i: float(values[i].mean()), ids=[str(i) for i in range(37)])
+    assert generic["replicates"] == rec["replicates"] and generic["samples"] == rec["samples"]
+    assert bootstrap_mean(values, ids=[str(i) for i in range(1, 38)])["samples"] != rec["samples"]
+    with pytest.raises(ValueError):
+        decode_replicates("AAA=")  # 2 bytes: not float32
+
+
+def test_success_interval_is_wilson_with_replicates_over_the_episodes():
+    outcomes = [True] * 5 + [False] * 11
+    rec = success_interval(outcomes, ids=[f"pick:{s}" for s in range(16)])
+    assert {k: rec[k] for k in ("low", "high", "method", "n")} == {
+        k: wilson(5, 16)[k] for k in ("low", "high", "method", "n")
+    }
+    reps = decode_replicates(rec["replicates"])
+    assert len(reps) == 1000 and abs(reps.mean() - 5 / 16) < 0.01 and set(np.round(reps * 16, 3)) <= set(range(17))
 
 
 def test_empty_samples_give_no_interval():

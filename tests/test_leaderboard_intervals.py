@@ -1,5 +1,6 @@
 """Leaderboard uncertainty: 95% intervals from result files shown as ± or [low, high], CSV bounds, the ≈ mark for
-rows within the best row's interval, per-layer bands in the depth figure, and old files without intervals.
+rows not shown to differ from the best row (paired where the results allow it), per-layer bands in the depth
+figure, and old files without intervals.
 
 Run: python -m pytest tests/test_leaderboard_intervals.py -q
 """
@@ -64,6 +65,33 @@ def cells(table, model: str) -> dict:
     return {c: render.cell_text(table, i, c) for c in table.frame.columns}
 
 
+def test_rows_scored_on_the_same_samples_are_compared_on_their_paired_difference(tmp_path):
+    """Two models on the same 200 samples, b right on 12 fewer: the marginal intervals overlap widely, but b is
+    below a on every resample, so the paired interval excludes 0 and b is not marked. The same hits on other
+    samples (another digest) cannot be paired and fall back to overlap."""
+    import numpy as np
+
+    from toto_eval.harness.intervals import bootstrap_mean
+
+    rng = np.random.default_rng(1)
+    hits_a = (rng.random(200) < 0.6).astype(float)
+    hits_b = hits_a.copy()
+    hits_b[np.flatnonzero(hits_a)[:12]] = 0.0
+    ids = [f"val/{i}" for i in range(200)]
+    for name, hits, sample_ids in (("a", hits_a, ids), ("b", hits_b, ids), ("c", hits_b, ids[::-1])):
+        rec = bootstrap_mean(hits, ids=sample_ids)
+        write(tmp_path, name, "imagenet_probe", hits.mean(), {"top1": hits.mean()}, intervals={"top1": rec})
+    coll = collect([tmp_path])
+    probe = {t.name: t for t in build_tables(coll, reported=False)}["imagenet_probe"]
+    a, b = (coll.entries[i].interval("top1") for i in (0, 1))
+    assert a.high > b.low  # the marginal intervals overlap...
+    low, high = intervals.paired_difference(a, b)
+    assert 0 < low <= 0.06 <= high  # ...but the paired difference (0.06) excludes 0
+    assert intervals.paired_difference(a, coll.entries[2].interval("top1")) is None  # other samples: no pairing
+    assert "≈" not in cells(probe, "b")["top-1"] and cells(probe, "c")["top-1"].endswith("≈")
+    assert any("best measured a/builtin, 1 row(s) not shown to differ (1 paired)" in line for line in probe.footer)
+
+
 def test_text_is_plus_minus_only_when_the_interval_is_symmetric_at_the_precision_shown():
     assert intervals.text(10.0, 9.0, 11.04, 1) == "10.0 ± 1.0"  # off by 0.04 < half a last digit
     assert intervals.text(10.0, 9.0, 11.1, 1) == "10.0 [9.0, 11.1]"
@@ -82,7 +110,8 @@ def test_intervals_are_shown_and_rows_within_the_best_are_marked(tables):
     assert cells(probe, "e")["top-1"] == "50.0"  # a malformed interval is dropped
     assert any("e/builtin/imagenet_probe.json: interval 'top1'" in n and "(ignored)" in n for n in coll.notes)
     assert any(line.startswith("±: half-width of the 95% interval (bootstrap") for line in probe.footer)
-    assert any("≈" in line and "best measured a/builtin, 1 row(s) within" in line for line in probe.footer)
+    best = "best measured a/builtin, 1 row(s) not shown to differ (0 paired)"
+    assert any("≈" in line and best in line for line in probe.footer)
     overall = tabs["overall"]
     assert cells(overall, "b")["imagenet_probe"] == "78.0 ± 4.0 ≈" and cells(overall, "a")["ego4d_sta"] == "2.50 ± 0.50"
     robot = cells(tabs["robot"], "a")

@@ -109,6 +109,51 @@ def test_video_clips_are_strided_cropped_and_a_pure_function_of_the_index():
     assert not np.array_equal(one.sample(6).frames, clip.frames)
 
 
+def test_a_video_shorter_than_the_span_is_sampled_with_the_largest_stride_that_fits(tmp_path):
+    from toto_eval.harness.video import write_video
+
+    frames = np.zeros((16, 32, 32, 3), np.uint8)
+    frames[:] = (np.arange(16) * 16).astype(np.uint8)[:, None, None, None]  # frame k has brightness 16k
+    write_video(tmp_path / "short.mp4", frames)
+    mix = data.Mixture([data.SourceSpec("video", str(tmp_path))], frames=8, stride=4, resolution=32, seed=0)
+    source = mix.sources[0]
+    assert [source.fitting_stride(n) for n in (29, 100, 16, 15, 8, 3)] == [4, 4, 2, 2, 1, 1]
+    clip = mix.sample(0)
+    start = int(clip.origin.rsplit("@", 1)[1])
+    brightness = clip.frames.reshape(8, -1).mean(axis=1)
+    assert start in (0, 1) and np.allclose(brightness, 16 * (start + 2 * np.arange(8)), atol=3)  # no repeats
+
+
+def test_corpus_parts_are_written_once_atomically_and_unknown_parts_refused(tmp_path, monkeypatch):
+    from toto_eval.pretrain import corpus
+
+    calls = []
+
+    def write(out: Path) -> None:
+        calls.append(out)
+        (out / "a.jpg").write_bytes(b"x")
+
+    def crash(out: Path) -> None:
+        (out / "half.jpg").write_bytes(b"x")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(
+        corpus,
+        "PARTS",
+        {"one": corpus.Part("image", "one/train", 0.5, write), "bad": corpus.Part("video", "bad", 1.0, crash)},
+    )
+    specs = corpus.write_corpus(tmp_path, ("one",))
+    assert specs == [data.SourceSpec("image", str(tmp_path / "one" / "train"), 0.5)]
+    assert (tmp_path / "one" / "train" / "a.jpg").is_file()
+    corpus.write_corpus(tmp_path, ("one",))
+    assert len(calls) == 1  # kept, not rewritten
+    with pytest.raises(KeyboardInterrupt):
+        corpus.write_corpus(tmp_path, ("bad",))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one"]  # no half-written part left behind
+    with pytest.raises(ConfigError, match="unknown corpus part"):
+        corpus.write_corpus(tmp_path, ("one", "nope"))
+
+
 def test_corrupt_video_is_named_and_skipped_by_the_shard_builder(tmp_path):
     (tmp_path / "v").mkdir()
     (tmp_path / "v" / "broken.mp4").write_bytes(b"not a video at all")

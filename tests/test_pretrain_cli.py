@@ -110,6 +110,6 @@ def test_corpus_writes_the_sources_it_prints(tmp_path):
     done = toto_pretrain("corpus", str(tmp_path / "corpus"))
     assert done.returncode == 0, done.stderr
     flags = done.stdout.split()
-    assert flags[0::2] == ["--images", "--images", "--videos", "--videos"]
+    assert flags[0::2] == ["--images", "--images", "--videos", "--videos", "--videos", "--videos", "--videos"]
     for value in flags[1::2]:
         assert Path(value.rpartition("@")[0]).is_dir()

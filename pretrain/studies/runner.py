@@ -105,12 +105,13 @@ class Workspace:
         log.info(line)
 
     def corpus(self) -> list:
-        """The toto_tiny corpus (wheel videos and photos, mini-suite train splits) as mixture sources."""
-        from ..data import write_wheel_corpus
+        """The version-1 toto_tiny corpus (wheel videos and photos, mini ImageNet and Kinetics train) as sources."""
+        from ..corpus import VERSION_1, write_corpus
 
         out, began = self.root / "corpus", time.perf_counter()
         built = not (out / BUILD_RECORD).exists()
-        specs = write_wheel_corpus(out)  # idempotent: the slow parts are skipped when present
+        # Version 1 (wheel files, mini ImageNet and Kinetics): what the studies' published tables were measured on.
+        specs = write_corpus(out, VERSION_1)  # idempotent: the parts already written are kept
         if built or not self._corpus_noted:
             self._note(built, "corpus", began, out)
             self._corpus_noted = True

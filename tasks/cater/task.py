@@ -29,7 +29,7 @@ from toto_eval.harness.cache import Features
 from toto_eval.harness.display import Display, Metric
 from toto_eval.harness.intervals import bootstrap_mean
 from toto_eval.harness.probe_grid import GridResult
-from toto_eval.harness.probe_task import ProbeSplits, ProbeTask
+from toto_eval.harness.probe_task import ProbeSplits, ProbeTask, val_ids
 from toto_eval.harness.probes import ProbeConfig
 from toto_eval.harness.task import RunContext, register
 
@@ -94,7 +94,7 @@ class Cater(ProbeTask):
     def intervals(self, grid: GridResult, val: Features) -> dict[str, dict]:
         """The probe tasks' top-1/top-5 intervals, and the bootstrap interval of the mean L1 distance."""
         out = super().intervals(grid, val)
-        out["l1"] = bootstrap_mean(l1_per_sample(grid.test_probs, val.labels))
+        out["l1"] = bootstrap_mean(l1_per_sample(grid.test_probs, val.labels), ids=val_ids(val))
         return out
 
     def score(self, grid: GridResult, val: Features, backbone: Backbone) -> tuple[dict[str, float], dict[str, Any]]:

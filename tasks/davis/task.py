@@ -166,7 +166,7 @@ def _interval(objects: list, key: str) -> dict:
     rows = [o.stats() for o in objects]
     parts = ("J-Mean", "F-Mean") if key == "J&F-Mean" else (key,)
     values = np.array([np.mean([r[p] for p in parts]) for r in rows], dtype=np.float64)
-    return bootstrap(len(values), lambda idx: float(np.mean(values[idx])))
+    return bootstrap(len(values), lambda idx: float(np.mean(values[idx])), ids=[o.name for o in objects])
 
 
 def _first_annotation(sequence: Sequence) -> tuple[Sequence, np.ndarray]:

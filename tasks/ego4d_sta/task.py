@@ -237,7 +237,10 @@ class Ego4DSTA(Task):
         matched once; a resample only recomputes the AP)."""
         metric = matched(split, boxes, self.config.official_quirks)
         return bootstrap(
-            metric.num_examples, lambda idx: metric.compute(idx)[key], resamples=self.config.interval_resamples
+            metric.num_examples,
+            lambda idx: metric.compute(idx)[key],
+            resamples=self.config.interval_resamples,
+            ids=[ann.uid for ann in split.annotations],
         )
 
     def _features(self, backbone: Backbone, ctx: RunContext, source: STAClips, layers: list[int]) -> Features:

@@ -37,7 +37,7 @@ from toto_eval.common.errors import ConfigError, DataError
 from toto_eval.common.files import atomic_write_text
 from toto_eval.harness.backbone import Backbone
 from toto_eval.harness.display import Display, Metric
-from toto_eval.harness.intervals import wilson
+from toto_eval.harness.intervals import success_interval
 from toto_eval.harness.plan import Extraction
 from toto_eval.harness.task import RunContext, Task, TaskOutput, register
 
@@ -115,11 +115,17 @@ class Robot(Task):
             metrics[f"{t}_expert"] = res["expert"]["success"]
             if res["proprio"] is not None:
                 metrics[f"{t}_proprio"] = res["proprio"]["success"]
-        successes = sum(s["successes"] for res in per_task.values() for s in res["bc"])
-        episodes = sum(s["episodes"] for res in per_task.values() for s in res["bc"])
+        # Pooled over tasks (equal episodes per task); the episodes of every backbone start from the same seeds,
+        # so their outcomes pair up for comparisons.
+        episodes = [
+            (f"{t}:{j}:{e['seed']}", bool(e["success"]))
+            for t, res in per_task.items()
+            for j, bc in enumerate(res["bc"])
+            for e in bc["episode_results"]
+        ]
         return TaskOutput(
             metrics=metrics,
-            intervals={"success": wilson(successes, episodes)},  # pooled over tasks (equal episodes per task)
+            intervals={"success": success_interval([ok for _, ok in episodes], [i for i, _ in episodes])},
             per_layer=rows,
             selected={"layer": layer, "policy": "mvp_bc", "demos": cfg.demos},
             data={t: res["data"] for t, res in per_task.items()},
