@@ -99,7 +99,7 @@ class CachedFeed:
         out = {}
         for layer, array in self._arrays.items():
             x = array[index] if views is None else array[index, views]  # (b, V, *dim) or (b, *dim) float16
-            x = torch.from_numpy(np.asarray(x, dtype=np.float32))
+            x = torch.from_numpy(np.ascontiguousarray(x)).float()  # torch widens fp16 6x faster than numpy
             out[layer] = (x.flatten(0, 1) if views is None else x).to(device)
         return out
 

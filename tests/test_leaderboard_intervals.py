@@ -81,7 +81,10 @@ def test_rows_scored_on_the_same_samples_are_compared_on_their_paired_difference
     for name, hits, sample_ids in (("a", hits_a, ids), ("b", hits_b, ids), ("c", hits_b, ids[::-1])):
         rec = bootstrap_mean(hits, ids=sample_ids)
         write(tmp_path, name, "imagenet_probe", hits.mean(), {"top1": hits.mean()}, intervals={"top1": rec})
+    broken = bootstrap_mean(hits_b, ids=ids) | {"replicates": "not base64 %%"}
+    write(tmp_path, "d", "imagenet_probe", 0.1, {"top1": 0.1}, intervals={"top1": broken})
     coll = collect([tmp_path])
+    assert any("d/builtin/imagenet_probe.json: interval 'top1': replicates are not" in n for n in coll.notes)
     probe = {t.name: t for t in build_tables(coll, reported=False)}["imagenet_probe"]
     a, b = (coll.entries[i].interval("top1") for i in (0, 1))
     assert a.high > b.low  # the marginal intervals overlap...
