@@ -14,6 +14,7 @@ from toto_eval.harness.probe_grid import CachedFeed, fit_probe_grid
 from toto_eval.harness.probes import (
     AttentiveHeads,
     AttentiveProbe,
+    GlobalBatchNorm,
     LinearHeads,
     LinearProbe,
     ProbeConfig,
@@ -53,6 +54,28 @@ def test_attentive_heads_equal_reference(train):
     out = stack(x)
     for i, ref in enumerate(refs):
         torch.testing.assert_close(out[i], ref(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_token_batch_norm_equals_batchnorm1d_in_training_and_eval(momentum):
+    """GlobalBatchNorm reads (B, C, L) token views as channels-last: the same normalisation, running statistics
+    and counter as nn.BatchNorm1d (to float rounding), and an output that is contiguous once transposed back."""
+    torch.manual_seed(0)
+    ours, ref = GlobalBatchNorm(32), torch.nn.BatchNorm1d(32, affine=False, eps=1e-6)
+    ours.momentum = ref.momentum = momentum
+    for step in range(3):
+        x = torch.randn(8, 50, 32) * (step + 1) + step  # (B, L, C) memory, as tokens arrive
+        out = ours(x.transpose(1, 2)).transpose(1, 2)
+        assert out.is_contiguous()
+        torch.testing.assert_close(out, ref(x.transpose(1, 2)).transpose(1, 2), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.running_mean, ref.running_mean, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(ours.running_var, ref.running_var, atol=1e-5, rtol=1e-6)
+    assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 3
+    ours.eval(), ref.eval()
+    x = torch.randn(4, 50, 32)
+    torch.testing.assert_close(ours(x.transpose(1, 2)), ref(x.transpose(1, 2)), atol=1e-5, rtol=1e-5)
+    pooled = torch.randn(6, 32)  # (B, C): the linear probe's input takes BatchNorm1d's own path
+    assert torch.equal(ours.train()(pooled), ref.train()(pooled))
 
 
 def test_linear_heads_equal_reference():
