@@ -8,6 +8,7 @@ process. Collectives are thin wrappers so callers read as what they mean (`dist.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +84,15 @@ def init(device: str = "cpu") -> Dist:
         torch.cuda.set_device(dev)
     if world > 1 and not td.is_initialized():
         td.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        atexit.register(_leave)
     return Dist(rank, world, dev)
+
+
+def _leave() -> None:
+    """Leave the process group before the interpreter tears down: a gloo group still alive at exit can abort the
+    process ("terminate called without an active exception") while a peer closes its connections."""
+    if td.is_initialized():
+        td.destroy_process_group()
 
 
 def current() -> Dist:
