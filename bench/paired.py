@@ -38,7 +38,10 @@ def main() -> None:
     print(f"{'task':<16}{'A':>22}{'B':>22}{'A - B paired':>24}  beyond  paired")
     for task in sorted(set(a) & set(b)):
         ea, eb = a[task], b[task]
-        metric = next(m for m in spec_for(task).metrics if m.key == ea.result.main_metric)
+        metric = next((m for m in spec_for(task).metrics if m.key == ea.result.main_metric), None)
+        if metric is None:
+            print(f"{task:<16} main metric {ea.result.main_metric!r} not in the task's display")
+            continue
         factor = 100.0 if metric.percent else 1.0
         ia, ib = ea.interval(metric.key), eb.interval(metric.key)
         if ia is None or ib is None:

@@ -112,7 +112,12 @@ def _davis(out: Path) -> None:
         make_mini(Path(tmp))
         for name in (Path(tmp) / "ImageSets" / "2017" / "train.txt").read_text().split():
             frames = sorted((Path(tmp) / "JPEGImages" / "480p" / name).glob("*.jpg"))
-            write_video(out / f"{name}.mp4", np.stack([np.asarray(Image.open(f).convert("RGB")) for f in frames]))
+            write_video(out / f"{name}.mp4", np.stack([_rgb(f) for f in frames]))
+
+
+def _rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 PARTS: dict[str, Part] = {
@@ -140,9 +145,12 @@ def write_corpus(out: str | Path, parts: tuple[str, ...] = VERSION_2) -> list[So
         folder = out / part.folder
         if not folder.is_dir():
             folder.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-") as tmp:
-                part.write(Path(tmp))
-                Path(tmp).rename(folder)
-                Path(tmp).mkdir()  # the context manager removes its folder on exit: give it one
+            tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+            try:
+                part.write(tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            tmp.rename(folder)
         specs.append(SourceSpec(part.kind, str(folder), part.weight))
     return specs
