@@ -178,7 +178,6 @@ class GlobalBatchNorm(nn.BatchNorm1d):
         shape = [1, c] + [1] * (x.ndim - 2)
         return (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
 
-
     def _local(self, x: torch.Tensor) -> torch.Tensor:
         """`nn.BatchNorm1d` in one process. Tokens arrive as (B, C, L), a transposed view of (B, L, C) memory:
         viewed as (B, C, L, 1) that is channels-last, which BatchNorm's CPU kernels read in place, where the 3-D
