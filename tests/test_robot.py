@@ -8,6 +8,8 @@ Run: python -m pytest tests/test_robot.py -q            (fast, ~1 min on 2 loade
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -28,6 +30,34 @@ def test_summary_carries_the_wilson_interval():
     # k=5, n=10, z=1.96: symmetric around 0.5, half = 1.96 * sqrt(0.025 + 0.009604) / 1.38416 = 0.26341
     episodes = [Episode(seed=i, success=i % 2 == 0, steps=3) for i in range(10)]
     assert summarize(episodes)["ci95"] == pytest.approx([0.2366, 0.7634], abs=1e-4)
+
+
+def test_tasks_register_without_pybullet():
+    """Registering the tasks does not import pybullet (a source build on some platforms): without it every other
+    task runs, and the robot task's first simulator call says what is missing in one line."""
+    script = """
+import sys
+sys.modules["pybullet"] = None  # any import of pybullet now fails
+from toto_eval.common.errors import ConfigError
+from toto_eval.harness.evaluate import load_builtins
+from toto_eval.harness.registry import TASKS
+load_builtins()
+assert "robot" in TASKS.names() and TASKS.get("robot").name == "robot"
+from toto_eval.tasks.robot.envs import ManipEnv, EnvConfig
+try:
+    ManipEnv("franka_pick", EnvConfig())
+except ConfigError as err:
+    print(err)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("the robot task needs pybullet (pip install pybullet)")
+
+
+def test_written_out_orientations_equal_pybullets():
+    from toto_eval.tasks.robot.robots import DOWN_FRANKA, DOWN_KUKA
+
+    assert DOWN_FRANKA == p.getQuaternionFromEuler([np.pi, 0.0, 0.0])
+    assert DOWN_KUKA == p.getQuaternionFromEuler([0.0, np.pi, 0.0])
 
 
 def test_reset_is_a_pure_function_of_the_seed():

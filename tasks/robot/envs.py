@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import pybullet_data
 
-from ._pybullet import p
+from ._pybullet import data_path, p
 from .robots import ARMS, Arm
 from .scenes import SCENES
 
@@ -55,7 +54,7 @@ class ManipEnv:
         self.task, self.cfg, self.render_images = task, cfg, render
         self.arm_name, self.scene_name = task.split("_")
         self.client = p.connect(p.DIRECT)
-        p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.client)
+        p.setAdditionalSearchPath(data_path(), physicsClientId=self.client)
         self.view = p.computeViewMatrix([0.35, -1.15, 0.95], [0.5, 0.0, 0.15], [0, 0, 1], physicsClientId=self.client)
         self.proj = p.computeProjectionMatrixFOV(50.0, 1.0, 0.05, 5.0, physicsClientId=self.client)
         self.render_seconds = 0.0

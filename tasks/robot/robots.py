@@ -14,18 +14,20 @@ camera's 64-112 px the two look the same (physics always used the collision mesh
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import pybullet_data
 
-from ._pybullet import p
+from ._pybullet import data_path, p
 
-DOWN_FRANKA = p.getQuaternionFromEuler([np.pi, 0.0, 0.0])  # fingers close along world y
-DOWN_KUKA = p.getQuaternionFromEuler([0.0, np.pi, 0.0])
+# Tool-down orientations, as pybullet's getQuaternionFromEuler gives them (bit for bit), written out so that
+# importing this module does not load pybullet.
+DOWN_FRANKA = (1.0, 0.0, 0.0, math.cos(math.pi / 2))  # Euler (pi, 0, 0): fingers close along world y
+DOWN_KUKA = (0.0, 1.0, 0.0, math.cos(math.pi / 2))  # Euler (0, pi, 0)
 
 
 class Arm:
@@ -109,7 +111,7 @@ class Arm:
 
 def light_franka_urdf() -> str:
     """pybullet_data's Panda URDF with every visual mesh replaced by its collision mesh (written once, by content)."""
-    folder = Path(pybullet_data.getDataPath()) / "franka_panda"
+    folder = Path(data_path()) / "franka_panda"
     text = (folder / "panda.urdf").read_text()
     text = re.sub(r"package://meshes/visual/(\w+)\.obj", r"package://meshes/collision/\1.obj", text)
     text = text.replace("package://meshes/", f"{folder.as_posix()}/meshes/")  # absolute: the copy lives elsewhere

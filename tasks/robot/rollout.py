@@ -23,7 +23,10 @@ from .envs import EnvConfig, ManipEnv, Obs
 from .experts import ScriptedExpert
 from .policy import MVPHead
 
-SIM_ERRORS = (p.error, RuntimeError, ValueError, FloatingPointError)
+
+def _sim_errors() -> tuple[type[BaseException], ...]:
+    """What a diverging simulation raises (pybullet's own error class is read once a rollout runs)."""
+    return (p.error, RuntimeError, ValueError, FloatingPointError)
 
 
 @dataclass
@@ -117,7 +120,7 @@ def _run_chunk(envs: list[ManipEnv], seeds: list[int], policy: Callable) -> tupl
     for k, seed in enumerate(seeds):
         try:
             obs[k] = envs[k].reset(seed)
-        except SIM_ERRORS as err:
+        except _sim_errors() as err:
             results[k] = _failed(envs, k, seed, 0, err)
     n_steps = 0
     while obs:
@@ -131,7 +134,7 @@ def _run_chunk(envs: list[ManipEnv], seeds: list[int], policy: Callable) -> tupl
                 obs[k], success, finished = env.step(action)
                 if not np.isfinite(obs[k].proprio).all():
                     raise FloatingPointError("robot state became NaN")
-            except SIM_ERRORS as err:
+            except _sim_errors() as err:
                 results[k] = _failed(envs, k, seed, env.steps, err)
                 del obs[k]
                 continue
