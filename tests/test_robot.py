@@ -56,8 +56,8 @@ except ConfigError as err:
 def test_written_out_orientations_equal_pybullets():
     from toto_eval.tasks.robot.robots import DOWN_FRANKA, DOWN_KUKA
 
-    assert DOWN_FRANKA == p.getQuaternionFromEuler([np.pi, 0.0, 0.0])
-    assert DOWN_KUKA == p.getQuaternionFromEuler([0.0, np.pi, 0.0])
+    assert p.getQuaternionFromEuler([np.pi, 0.0, 0.0]) == DOWN_FRANKA
+    assert p.getQuaternionFromEuler([0.0, np.pi, 0.0]) == DOWN_KUKA
 
 
 def test_reset_is_a_pure_function_of_the_seed():
