@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from toto_eval.common.errors import TotoEvalError
 from toto_eval.common.log import setup_logging
 from toto_eval.harness.cache_entry import Features
 from toto_eval.harness.evaluate import RunOptions, create_backbone, load_builtins, run_context, task_config
@@ -78,7 +79,10 @@ def main() -> None:
     setup_logging(-1, prog="motion_readout")
     load_builtins()
     for name in args.backbones:
-        feats, frames = features(name, args.cache_dir)
+        try:
+            feats, frames = features(name, args.cache_dir)
+        except TotoEvalError as err:  # an unknown name, unreadable data: one line, the rows printed so far kept
+            raise SystemExit(f"motion_readout: {name}: {err}") from None
         train, val = feats["train"], feats["val"]
         for layer in sorted(train.tokens):
             row = {"backbone": name, "layer": layer}
