@@ -10,7 +10,9 @@ speed: learnable from the clip. Files written under `root` (the layout the task 
     full_scale/<video_uid>.mp4                               "canonical" videos (or frames/<video_uid>/%07d.jpg)
     sta_models/object_detections.json                        baseline detector format, noisy, every uid
 
-Everything is a pure function of `seed`. The default size generates in a few seconds on one core.
+Everything is a pure function of `seed`. The default size generates in a few seconds on one core. Version 2 has
+18 val videos (216 queries), the first 6 those of version 1 unchanged: with 6 (72 queries) the bootstrap interval
+of overall mAP was about +-9 points, wider than any difference between two backbones.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ SKIN = np.array((224, 172, 140), dtype=np.float32)
 SPLITS = ("train", "val", "test_unannotated")
 
 
-VERSION = "1"  # bump when the generated data changes: a stale mini dataset is then regenerated
+VERSION = "2"  # bump when the generated data changes: a stale mini dataset is then regenerated
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class Episode:
 def make_mini(
     root: Path,
     seed: int = 0,
-    videos: tuple[int, int, int] = (16, 6, 2),
+    videos: tuple[int, int, int] = (16, 18, 2),
     episodes: int = 4,
     layout: Literal["videos", "frames"] = "videos",
 ) -> None:
