@@ -9,7 +9,9 @@ whether the paired interval excludes 0.
 
 With `--each`, every results folder is one run of both models (say one per `--seed`: the bootstrap counts only
 the val samples, not the probe's initialisation and holdout, which the seed draws): a row per folder and task,
-then per task how many runs' paired intervals exclude 0 on each side and the spread of A - B over the runs.
+then per task how many runs' paired intervals exclude 0 on each side, the spread of A - B over the runs, and the
+95% interval of the mean A - B over the runs from a bootstrap over both the runs and the val samples
+(`leaderboard/intervals.pooled_difference`): the interval that also counts what the seed moves.
 
     python bench/paired.py seed0 seed1 seed2 --a toto_tiny/toto_tiny --b toto_tiny/random-init --each
 """
@@ -17,11 +19,11 @@ then per task how many runs' paired intervals exclude 0 on each side and the spr
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from toto_eval.leaderboard.collect import Entry, collect
-from toto_eval.leaderboard.intervals import paired_difference
+from toto_eval.leaderboard.intervals import Interval, paired_difference, pooled_difference
 from toto_eval.leaderboard.specs import scaled, spec_for
 
 HEADER = f"{'task':<16}{'A':>22}{'B':>22}{'A - B paired':>24}  beyond  paired"
@@ -33,6 +35,7 @@ class Comparison:
     a: tuple[float, float, float]  # value, low, high (display units)
     b: tuple[float, float, float]
     diff: tuple[float, float] | None  # the paired interval of A - B; None when the samples differ
+    intervals: tuple[Interval, Interval] | None = field(default=None, compare=False, repr=False)  # A's, B's
 
     @property
     def beyond(self) -> bool:
@@ -75,7 +78,7 @@ def compare(task: str, ea: Entry, eb: Entry) -> Comparison | str:
         return "no interval"
     ia, ib = ia.scaled(factor), ib.scaled(factor)
     va, vb = scaled(metric, ea.result.main_score), scaled(metric, eb.result.main_score)
-    return Comparison(task, (va, ia.low, ia.high), (vb, ib.low, ib.high), paired_difference(ia, ib))
+    return Comparison(task, (va, ia.low, ia.high), (vb, ib.low, ib.high), paired_difference(ia, ib), (ia, ib))
 
 
 def comparisons(results: list[Path], a_who: str, b_who: str) -> list[Comparison | tuple[str, str]]:
@@ -95,14 +98,18 @@ def show(items: list[Comparison | tuple[str, str]], label: str = "") -> None:
 
 
 def summary(runs: dict[str, list[Comparison]]) -> None:
-    """Per task over the runs: how many paired intervals lie above / below 0, and A - B's mean and range."""
-    print(f"\n{'task':<16}{'runs':>5}{'A > B':>7}{'A < B':>7}{'A - B mean':>12}{'min':>8}{'max':>8}")
+    """Per task over the runs: how many paired intervals lie above / below 0, A - B's mean and range, and the
+    interval of the mean over runs and val samples both."""
+    head = f"{'A - B mean':>12}{'min':>8}{'max':>8}{'over runs and samples':>24}"
+    print(f"\n{'task':<16}{'runs':>5}{'A > B':>7}{'A < B':>7}{head}")
     for task, items in sorted(runs.items()):
         diffs = [c.a[0] - c.b[0] for c in items]
         up, down = sum(c.sign > 0 for c in items), sum(c.sign < 0 for c in items)
+        pooled = pooled_difference([c.intervals for c in items if c.intervals is not None])
+        shown = "not paired" if pooled is None else f"[{pooled[0]:+.1f}, {pooled[1]:+.1f}]"
         print(
             f"{task:<16}{len(items):>5}{up:>7}{down:>7}{sum(diffs) / len(diffs):>+12.1f}"
-            f"{min(diffs):>+8.1f}{max(diffs):>+8.1f}"
+            f"{min(diffs):>+8.1f}{max(diffs):>+8.1f}{shown:>24}"
         )
 
 

@@ -57,6 +57,31 @@ def paired_difference(a: Interval, b: Interval) -> tuple[float, float] | None:
     return float(low), float(high)
 
 
+def pooled_difference(pairs: list[tuple[Interval, Interval]], seed: int = 0) -> tuple[float, float] | None:
+    """The 95% interval of the mean of (a - b) over runs that differ only in their seed (one pair per run).
+
+    A run's paired interval resamples the test samples only; the probe's initialisation and holdout, which the
+    seed draws, move a score near chance by more than that. This two-level bootstrap also resamples the runs:
+    replicate r averages, over runs drawn with replacement, each run's replicate r (the same test resample in
+    every run, so the samples stay paired). With few runs it is still a little narrow: resampling S runs
+    understates their spread by a factor (S - 1) / S in variance. None when any pair does not pair.
+    """
+    diffs = []
+    for a, b in pairs:
+        if paired_difference(a, b) is None or a.samples != pairs[0][0].samples:
+            return None
+        diffs.append(a.replicates - b.replicates)
+    if not diffs:
+        return None
+    d = np.stack(diffs)  # (runs, replicates)
+    runs, reps = d.shape
+    picks = np.random.default_rng(seed).integers(0, runs, size=(reps, runs))
+    pooled = np.nanmean(d[picks, np.arange(reps)[:, None]], axis=1)
+    level = pairs[0][0].level
+    low, high = np.nanpercentile(pooled, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(low), float(high)
+
+
 def parse_intervals(raw: object) -> tuple[dict[str, Interval], list[str]]:
     """The valid intervals of a result's `intervals` field, and one problem line per entry that is not."""
     if raw is None:

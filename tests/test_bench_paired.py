@@ -1,5 +1,6 @@
 """`bench/paired.py` as a user runs it: the paired difference of two models per task, and with `--each` one
-comparison per results folder (one per probe seed) and the count of runs whose paired interval excludes 0.
+comparison per results folder (one per probe seed), the count of runs whose paired interval excludes 0 and the
+interval over runs and samples.
 
 Run: python -m pytest tests/test_bench_paired.py -q
 """
@@ -60,7 +61,11 @@ def test_each_compares_within_every_folder_and_counts_the_runs_that_exclude_zero
     assert len(per_run) == 2
     assert "+6.0 [" in per_run[0] and per_run[0].split()[-2:] == ["yes", str(tmp_path / "seed1")]
     assert "+0.0 [+0.0, +0.0]" in per_run[1] and per_run[1].split()[-2:] == ["no", str(tmp_path / "seed2")]
-    assert rows[-1].split() == ["imagenet_probe", "2", "1", "0", "+3.0", "+0.0", "+6.0"]
+    *counts, low, high = rows[-1].split()
+    assert counts == ["imagenet_probe", "2", "1", "0", "+3.0", "+0.0", "+6.0"]
+    # over runs and samples: a quarter of the resamples draw seed2 twice (exactly 0), a quarter seed1 twice
+    seed1_high = float(per_run[0].split("[")[-1].split("]")[0].split(",")[1])
+    assert low == "[+0.0," and 6.0 < float(high.rstrip("]")) <= seed1_high
 
     pooled = paired(str(tmp_path / "seed1"))  # without --each: one comparison, no summary
     assert len(pooled) == 2 and pooled[1].split()[-2:] == ["no", "yes"]

@@ -95,6 +95,25 @@ def test_rows_scored_on_the_same_samples_are_compared_on_their_paired_difference
     assert any("best measured a/builtin, 1 row(s) not shown to differ (1 paired)" in line for line in probe.footer)
 
 
+def test_pooled_difference_resamples_the_runs_as_well_as_the_samples():
+    """Three seeds whose differences are +1, +2 and +6 on every sample resample: a run's own paired interval is a
+    single point; the pooled one runs from +1 to +6, because a resample draws one seed three times with
+    probability 1/27 > 2.5% (+1 at the bottom, +6 at the top). Runs on other samples do not pool."""
+    import numpy as np
+
+    def iv(value: float, samples: str = "s") -> intervals.Interval:
+        reps = np.full(1000, value) + np.linspace(0, 1e-9, 1000)  # the same resample in every run
+        return intervals.Interval(value, value, n=50, replicates=reps, samples=samples)
+
+    pairs = [(iv(d), iv(0.0)) for d in (1.0, 2.0, 6.0)]
+    assert intervals.paired_difference(*pairs[0]) == pytest.approx((1.0, 1.0))
+    assert intervals.pooled_difference(pairs) == pytest.approx((1.0, 6.0))
+    two = [(iv(d), iv(0.0)) for d in (1.0, 6.0)]  # a quarter of the resamples draw +1 twice, a quarter +6
+    assert intervals.pooled_difference(two) == pytest.approx((1.0, 6.0))
+    assert intervals.pooled_difference([*pairs, (iv(1.0, "t"), iv(0.0, "t"))]) is None
+    assert intervals.pooled_difference([]) is None
+
+
 def test_text_is_plus_minus_only_when_the_interval_is_symmetric_at_the_precision_shown():
     assert intervals.text(10.0, 9.0, 11.04, 1) == "10.0 ± 1.0"  # off by 0.04 < half a last digit
     assert intervals.text(10.0, 9.0, 11.1, 1) == "10.0 [9.0, 11.1]"
