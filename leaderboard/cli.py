@@ -48,6 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--include-flagged", action="store_true", help="also show limited, random_init and mini runs (hidden if not)"
     )
+    p.add_argument(
+        "--pool-seeds",
+        action="store_true",
+        help="results of one backbone, checkpoint and task under several --seed values (one results directory per "
+        "seed) become one row: the mean, with intervals over seeds and val samples",
+    )
     p.add_argument("--no-reported", action="store_true", help="leave out the paper's reported rows and ablations")
     p.add_argument("--figures", action="store_true", help="also draw the figures (PNG and SVG) and embed them in HTML")
     p.add_argument(
@@ -71,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ConfigError(f"--formats: unknown {', '.join(unknown)} (choose from {', '.join(FORMATS)})")
-    coll = collect(args.results_dir or [DEFAULT_RESULTS])
+    coll = collect(args.results_dir or [DEFAULT_RESULTS], pool_seeds=args.pool_seeds)
     for line in coll.skipped:
         log.warning("skipped %s", line)
     for line in coll.notes:

@@ -5,7 +5,8 @@ Every `<backbone>/<checkpoint tag>/<task>.json` under the results directories is
 score, metrics that are not a mapping) is reported by name and skipped; the rest still make a table. Two files for
 the same (backbone, checkpoint, task, task version, setting) resolve to the newest (by the `finished` time in its
 provenance, else the file's mtime), with a note naming both. Different task versions get different keys, so they
-are never merged.
+are never merged. With `pool_seeds`, files that differ in their seed are kept apart and then pooled into one
+entry per key, the mean over the seeds (`leaderboard/seeds.py`).
 
 `intervals` and `mini_overrides` (newer files) are read into the entry; a malformed interval is dropped with a
 note naming the file, and the rest of the file is still used.
@@ -37,6 +38,7 @@ class Entry:
     intervals: dict[str, Interval] = field(default_factory=dict)  # metric key -> 95% interval, stored units
     mini_overrides: dict = field(default_factory=dict)  # config keys the mini suite changed
     problems: tuple[str, ...] = ()  # parts of the file that were ignored (malformed intervals)
+    seeds: tuple[int, ...] = ()  # the seeds a pooled entry is the mean of; () for one run
 
     def interval(self, metric: str) -> Interval | None:
         return self.intervals.get(metric) if self.result.ok else None
@@ -62,8 +64,9 @@ class Collection:
     skipped: list[str] = field(default_factory=list)  # "path: problem", one per rejected file
 
 
-def collect(results_dirs: list[Path]) -> Collection:
-    """Every valid result under the given directories, newest per key, sorted by backbone, checkpoint, task."""
+def collect(results_dirs: list[Path], pool_seeds: bool = False) -> Collection:
+    """Every valid result under the given directories, newest per key (and seed, when pooling them), sorted by
+    backbone, checkpoint, task."""
     out = Collection()
     newest: dict[tuple, Entry] = {}
     for path in result_files(results_dirs, out):
@@ -73,16 +76,23 @@ def collect(results_dirs: list[Path]) -> Collection:
             out.skipped.append(str(err))
             continue
         out.notes += [f"{entry.path}: {p} (ignored)" for p in entry.problems]
-        old = newest.get(entry.key)
+        key = (*entry.key, entry.result.seed) if pool_seeds else entry.key
+        old = newest.get(key)
         if old is None:
-            newest[entry.key] = entry
+            newest[key] = entry
             continue
         keep, drop = (entry, old) if entry.finished > old.finished else (old, entry)
-        newest[entry.key] = keep
+        newest[key] = keep
         out.notes.append(
             f"duplicate {'/'.join(k for k in entry.key if k)}: kept {keep.path} (newer), ignored {drop.path}"
         )
-    out.entries = sorted(newest.values(), key=lambda e: e.key)
+    entries = list(newest.values())
+    if pool_seeds:
+        from .seeds import pool_seeds as pool  # seeds.py builds on Entry
+
+        entries, notes = pool(entries)
+        out.notes += notes
+    out.entries = sorted(entries, key=lambda e: e.key)
     return out
 
 

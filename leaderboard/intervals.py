@@ -28,6 +28,8 @@ import numpy as np
 
 from ..harness.intervals import decode_replicates
 
+POOLED = "bootstrap over seeds and samples"  # the method of a pooled interval, whatever the runs' was
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -57,29 +59,46 @@ def paired_difference(a: Interval, b: Interval) -> tuple[float, float] | None:
     return float(low), float(high)
 
 
-def pooled_difference(pairs: list[tuple[Interval, Interval]], seed: int = 0) -> tuple[float, float] | None:
+def pool_replicates(replicates: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Replicates of the mean over runs, from each run's replicates (runs, resamples): a two-level bootstrap.
+
+    Replicate r averages, over runs drawn with replacement, each drawn run's replicate r (the same test resample
+    in every run, so the samples stay paired). The draws depend only on the shape and `seed`, so two models pooled
+    over the same number of runs are drawn alike and their pooled replicates still pair.
+    """
+    runs, reps = replicates.shape
+    picks = np.random.default_rng(seed).integers(0, runs, size=(reps, runs))
+    return np.nanmean(replicates[picks, np.arange(reps)[:, None]], axis=1)
+
+
+def pool_interval(runs: list[Interval | None]) -> Interval | None:
+    """The interval of the mean over runs that differ only in their seed, counting the seed's spread as well as the
+    val samples'. With few runs it is still a little narrow: resampling S runs understates their spread by a
+    factor (S - 1) / S in variance. None unless every run has replicates over the same samples."""
+    first = runs[0] if runs else None
+    if first is None or first.replicates is None or first.samples is None:
+        return None
+    same = (first.samples, first.n, first.level, len(first.replicates))
+    if any(r is None or r.replicates is None or (r.samples, r.n, r.level, len(r.replicates)) != same for r in runs):
+        return None
+    reps = pool_replicates(np.stack([run.replicates for run in runs]))
+    if np.isnan(reps).all():
+        return None
+    low, high = np.nanpercentile(reps, [100 * (1 - first.level) / 2, 100 * (1 + first.level) / 2])
+    return Interval(float(low), float(high), first.level, POOLED, first.n, reps, first.samples)
+
+
+def pooled_difference(pairs: list[tuple[Interval, Interval]]) -> tuple[float, float] | None:
     """The 95% interval of the mean of (a - b) over runs that differ only in their seed (one pair per run).
 
     A run's paired interval resamples the test samples only; the probe's initialisation and holdout, which the
-    seed draws, move a score near chance by more than that. This two-level bootstrap also resamples the runs:
-    replicate r averages, over runs drawn with replacement, each run's replicate r (the same test resample in
-    every run, so the samples stay paired). With few runs it is still a little narrow: resampling S runs
-    understates their spread by a factor (S - 1) / S in variance. None when any pair does not pair.
+    seed draws, move a score near chance by more than that. Both sides are pooled over seeds and samples
+    (`pool_interval`, drawn alike) and then paired. None when any pair does not pair.
     """
-    diffs = []
-    for a, b in pairs:
-        if paired_difference(a, b) is None or a.samples != pairs[0][0].samples:
-            return None
-        diffs.append(a.replicates - b.replicates)
-    if not diffs:
+    if not pairs or any(paired_difference(a, b) is None for a, b in pairs):
         return None
-    d = np.stack(diffs)  # (runs, replicates)
-    runs, reps = d.shape
-    picks = np.random.default_rng(seed).integers(0, runs, size=(reps, runs))
-    pooled = np.nanmean(d[picks, np.arange(reps)[:, None]], axis=1)
-    level = pairs[0][0].level
-    low, high = np.nanpercentile(pooled, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return float(low), float(high)
+    a, b = pool_interval([a for a, _ in pairs]), pool_interval([b for _, b in pairs])
+    return None if a is None or b is None else paired_difference(a, b)
 
 
 def parse_intervals(raw: object) -> tuple[dict[str, Interval], list[str]]:

@@ -258,6 +258,9 @@ def _scaled_interval(metric: Metric, interval: Interval | None) -> Interval | No
 def _measured_identity(group: list[Entry]) -> dict:
     params = [e.result.num_params for e in group if isinstance(e.result.num_params, int | float)]
     flags = [f for f in FLAGS if any(f in e.flags for e in group)]
+    pooled = sorted({len(e.seeds) for e in group if e.seeds})
+    if pooled:  # a row over seeds says so: its numbers are means, its intervals count the seeds
+        flags.append(f"mean of {'-'.join(map(str, sorted({pooled[0], pooled[-1]})))} seeds")
     return {
         "model": group[0].result.backbone,
         "checkpoint": group[0].checkpoint,

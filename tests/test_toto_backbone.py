@@ -38,13 +38,15 @@ def toto():
 
 
 @torch.no_grad()
-def test_features_are_bit_identical_to_the_golden_ones(toto):
-    """Seeded init + patch layout + trunk: any change to what toto_test computes shows up here, to the bit."""
+def test_features_equal_the_golden_ones_to_float_rounding(toto):
+    """Seeded init + patch layout + trunk: any change to what toto_test computes shows up here. Not to the bit:
+    another CPU's kernels round differently (up to 6e-8 on features of magnitude 1 between two machines, once),
+    while a change to the computation moves them by orders of magnitude more."""
     golden = load_file(str(GOLDEN))
     out = toto.forward_features(golden_input(), GOLDEN_LAYERS)
     assert sorted(out) == GOLDEN_LAYERS
     for layer, feats in out.items():
-        assert torch.equal(feats, golden[f"layer_{layer}"]), layer
+        torch.testing.assert_close(feats, golden[f"layer_{layer}"], rtol=0, atol=1e-6, msg=f"layer {layer}")
 
 
 def test_grid_shapes_and_layer_rule(toto):
