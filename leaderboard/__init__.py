@@ -1,6 +1,7 @@
 """Leaderboards: tables (Markdown, CSV, LaTeX, HTML), figures and a DataFrame, built only from stored result files.
 
-collect.py reads and validates results, intervals.py reads and formats their 95% intervals, reference.py holds
+collect.py reads and validates results, seeds.py pools runs that differ only in their seed, intervals.py reads,
+formats and pools their 95% intervals, reference.py holds
 the paper's reported numbers (Tables 7-12 and the ablation studies), specs.py says what each task's table looks
 like, table.py is one table (numbers, intervals, marks), tables.py and ablations.py build them, render.py and
 figures.py write them, frame.py is `load_results` (one DataFrame row per result file), cli.py is the
