@@ -130,7 +130,7 @@ def prepare(args: argparse.Namespace):
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         overwrite=args.overwrite,
-        progress=not args.no_progress,
+        progress=not (args.no_progress or getattr(args, "quiet", False)),  # -q: warnings only, so no bars either
         mini_overrides=not args.full_protocol,
         probe_mode=args.probe_mode,
         jobs=args.jobs,

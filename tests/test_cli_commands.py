@@ -82,6 +82,15 @@ def run_dir(tmp_path_factory, mini_cache) -> Path:
     return out
 
 
+def test_quiet_run_draws_no_progress_bars(run_dir, mini_cache):
+    """-q means warnings only: the feature and probe bars go too, not just the messages (they did not)."""
+    args = ["--backbone", "toto_test", "--tasks", "imagenet_probe", "--limit", "60", "--layers", "-1", "--seed", "1"]
+    args += ["--set", "imagenet_probe.probe.epochs=1", "--cache-dir", str(mini_cache), "--results-dir", "quiet"]
+    done = toto_eval("run", *args, "-q", cwd=run_dir)
+    assert done.returncode == 0 and "imagenet_probe  ok" in done.stdout, done.stderr
+    assert "epoch/s" not in done.stderr and "clip/s" not in done.stderr and "[toto-eval]" not in done.stderr
+
+
 def _result(folder: Path) -> dict:
     return json.loads((folder / "results/toto_test/random-init/imagenet_probe.json").read_text())
 
