@@ -3,6 +3,7 @@
     toto-eval run --backbone toto_tiny --tasks all                    # the mini suite
     toto-eval run --backbone toto_large --checkpoint CKPT --tasks all --data-root /data
     toto-eval run --config run.toml                                   # or a result file: run it again
+    toto-eval run --backbone toto_tiny --tasks all --seeds 0-4         # one run per seed, results/seed<N>/
 
 `--config` takes a TOML run file (keys are this command's long options, plus `[task.NAME]` tables of config
 values) or a result JSON (what that result's run was); options given on the command line win over it.
@@ -19,6 +20,11 @@ from ..common.files import default_cache_dir
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="evaluate a backbone on tasks", description=__doc__)
     add_run_options(p)
+    p.add_argument(
+        "--seeds",
+        help="several seeds (0-4, or 0,3,7): one run per seed into RESULTS/seed<N>, features computed once; "
+        "`toto-eval leaderboard --results-dir RESULTS/seed* --pool-seeds` pools them",
+    )
     p.set_defaults(func=run)
 
 
@@ -140,15 +146,45 @@ def prepare(args: argparse.Namespace):
     return backbone, names, options
 
 
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' -> [0, 1, 2, 3, 4]; '0,3,7' -> [0, 3, 7]; ranges and single seeds may mix ('0-2,9')."""
+    from ..common.errors import ConfigError
+
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        low = _int(first, "--seeds")
+        high = _int(last, "--seeds") if dash else low
+        if high < low:
+            raise ConfigError(f"--seeds: {part.strip()!r} is an empty range")
+        seeds += [s for s in range(low, high + 1) if s not in seeds]
+    return seeds
+
+
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
     import logging
 
+    from ..common.errors import ConfigError
     from .evaluate import evaluate
-    from .summary import print_summary
+    from .summary import print_seed_summary, print_summary
 
+    seeds = parse_seeds(args.seeds) if getattr(args, "seeds", None) else None
+    if seeds is not None and args.seed != 0:
+        raise ConfigError("--seed and --seeds exclude each other")
     backbone, names, options = prepare(args)
+    log = logging.getLogger(__name__)
     if args.data_root is None:
-        logging.getLogger(__name__).info("no --data-root: the mini suite (generated on first use; results flagged)")
-    results = evaluate(backbone, names, options)
-    print_summary(results)
-    return 0 if all(r.ok for r in results) else 1
+        log.info("no --data-root: the mini suite (generated on first use; results flagged)")
+    if seeds is None:
+        results = evaluate(backbone, names, options)
+        print_summary(results)
+        return 0 if all(r.ok for r in results) else 1
+    by_seed = {}
+    for seed in seeds:  # one backbone for every seed: its features are cached by the first and read back after
+        folder = options.results_dir / f"seed{seed}"
+        log.info("seed %d (%d of %d) -> %s", seed, len(by_seed) + 1, len(seeds), folder)
+        by_seed[seed] = evaluate(backbone, names, dataclasses.replace(options, seed=seed, results_dir=folder))
+    print_seed_summary(by_seed)
+    log.info("a row over the seeds: toto-eval leaderboard --results-dir %s/seed* --pool-seeds", options.results_dir)
+    return 0 if all(r.ok for results in by_seed.values() for r in results) else 1

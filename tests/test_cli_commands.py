@@ -91,6 +91,31 @@ def test_quiet_run_draws_no_progress_bars(run_dir, mini_cache):
     assert "epoch/s" not in done.stderr and "clip/s" not in done.stderr and "[toto-eval]" not in done.stderr
 
 
+def test_seeds_run_once_per_seed_into_its_own_folder_on_features_computed_once(run_dir, mini_cache):
+    """--seeds 1-2: results/seed1 and results/seed2, each equal to a plain --seed run, the second seed reading the
+    first's features back, and a table over the seeds."""
+    args = ["--backbone", "toto_test", "--tasks", "imagenet_probe", "--layers", "-1", "--no-progress"]
+    args += ["--set", "imagenet_probe.probe.epochs=1", "--cache-dir", str(mini_cache)]
+    done = toto_eval("run", *args, "--seeds", "1-2", "--results-dir", "many", cwd=run_dir)
+    assert done.returncode == 0, done.stderr
+    found = [run_dir / f"many/seed{s}/toto_test/random-init/imagenet_probe.json" for s in (1, 2)]
+    docs = [json.loads(path.read_text()) for path in found]
+    assert [d["seed"] for d in docs] == [1, 2]
+    assert docs[1]["extra"]["cache"]["train"]["computed"] == 0 and docs[1]["extra"]["cache"]["val"]["computed"] == 0
+    header, _, row = done.stdout.strip().splitlines()[-3:]
+    assert header.split()[-4:] == ["seed", "1", "seed", "2"]
+    assert row.split()[-2:] == [f"{d['main_score']:.4f}" for d in docs]
+
+    single = toto_eval("run", *args, "--seed", "2", "--results-dir", "single", cwd=run_dir)
+    assert single.returncode == 0, single.stderr
+    alone = json.loads((run_dir / "single/toto_test/random-init/imagenet_probe.json").read_text())
+    assert alone["metrics"] == docs[1]["metrics"]
+
+    for bad, message in ((["--seeds", "3-1"], "empty range"), (["--seeds", "0-1", "--seed", "1"], "exclude")):
+        refused = toto_eval("run", *args, *bad, cwd=run_dir)
+        assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
+
+
 def _result(folder: Path) -> dict:
     return json.loads((folder / "results/toto_test/random-init/imagenet_probe.json").read_text())
 
