@@ -14,12 +14,7 @@ def print_summary(results: list[TaskResult]) -> None:
         score = f"{r.main_score:.4f}" if r.main_score is not None else "-"
         layer = str(r.selected.get("layer", "-")) if r.selected else "-"
         rows.append((r.task, r.status, r.main_metric, score, layer, f"{r.wall_seconds:.1f}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    print()
-    for i, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    _print_table(rows)
     for r in results:
         if not r.ok:
             print(f"{r.task}: {r.error}")
@@ -37,6 +32,15 @@ def print_seed_summary(by_seed: dict[int, list[TaskResult]]) -> None:
         each = ["-" if score is None else f"{score:.4f}" for score in good]
         spread = f"{min(scores):.4f}-{max(scores):.4f}" if scores else "-"
         rows.append((task, metric, f"{fmean(scores):.4f}" if scores else "-", spread, *each))
+    _print_table(rows)
+    for seed, results in by_seed.items():
+        for r in results:
+            if not r.ok:
+                print(f"seed {seed}, {r.task}: {r.error}")
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    """Left-aligned columns under a ruled header row, after a blank line."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print()
     for i, row in enumerate(rows):
