@@ -100,7 +100,7 @@ def _leave() -> None:
 
     A gloo rank that tears its group down while a peer still holds connections to it can abort that peer
     ("terminate called without an active exception"): destroying the group at exit was not enough, the 2-rank
-    tests still aborted in about one run in five on a 2-core machine. So gloo ranks meet at a barrier first; a
+    tests still aborted in 2 runs of 6 on a 2-core machine (0 of 16 after). So gloo ranks meet at a barrier first; a
     monitored one, bounded, because after a crash the peers may never arrive (then this rank leaves anyway).
     """
     if not td.is_initialized():
