@@ -48,7 +48,8 @@ def paired(*args: str) -> list[str]:
 
 
 def test_each_compares_within_every_folder_and_counts_the_runs_that_exclude_zero(tmp_path):
-    """Run 1: b misses 12 of a's 200 hits (-6 points on every resample: paired). Run 2: b equals a (0, not paired)."""
+    """Run 1: b misses 12 of a's 200 hits (-6 points; b never beats a on a resample: paired). Run 2: b equals a
+    (exactly 0 on every resample, not paired)."""
     hits = (np.random.default_rng(1).random(200) < 0.6).astype(float)
     worse = hits.copy()
     worse[np.flatnonzero(hits)[:12]] = 0.0
