@@ -51,6 +51,7 @@ class RunOptions:
     seed: int = 0
     layers: Layers = None
     limit: int | None = None
+    limit_seed: int = 0  # which --limit subset; not --seed, so the seeds of a study compare the same samples
     batch_size: int = 32
     num_workers: int = 0
     overwrite: Overwrite = "always"  # "never": keep an existing ok result and skip the task
@@ -256,6 +257,7 @@ def run_context(options: RunOptions) -> RunContext:
         seed=options.seed,
         layers=options.layers,
         limit=options.limit,
+        limit_seed=options.limit_seed,
         batch_size=options.batch_size,
         progress=options.progress and dist.main,
         num_workers=options.num_workers,
@@ -284,6 +286,7 @@ def _run_record(options: RunOptions) -> dict[str, Any]:
         if isinstance(layers, int)
         else ",".join(map(str, layers)),
         "limit": options.limit,
+        "limit_seed": options.limit_seed,
         "data_root": str(options.data_root) if options.data_root else None,
         "device": options.device,
         "batch_size": options.batch_size,

@@ -40,8 +40,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--full-protocol", action="store_true", help="on the mini suite, keep each task's full protocol")
     p.add_argument("--layers", default="all", help="'all', 'lastN', or comma-separated indices (negatives count back)")
     p.add_argument("--limit", type=int, help="a seeded random subset of N samples per split (results are flagged)")
+    p.add_argument(
+        "--limit-seed", type=int, default=0, help="seeds the --limit subset (not --seed: every seed reads the same)"
+    )
     p.add_argument("--device", default="cpu", help="torch device for the backbone and the probes")
-    p.add_argument("--seed", type=int, default=0, help="seeds python, numpy, torch, data order and subsets")
+    p.add_argument("--seed", type=int, default=0, help="seeds python, numpy, torch, probes and data order")
     p.add_argument("--batch-size", type=int, default=32, help="clips per backbone forward pass")
     p.add_argument("--num-workers", type=int, default=0, help="data-loading processes")
     p.add_argument(
@@ -133,6 +136,7 @@ def prepare(args: argparse.Namespace):
         seed=args.seed,
         layers=parse_layers(args.layers),
         limit=args.limit,
+        limit_seed=args.limit_seed,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         overwrite=args.overwrite,

@@ -74,6 +74,8 @@ def _from_result(path: Path) -> tuple[dict[str, Any], dict[str, dict]]:
     result = read_result(path)
     run = dict(result.run)
     values = {"backbone": result.backbone, "tasks": result.task, "seed": result.seed, **run}
+    if run.get("limit") is not None and "limit_seed" not in run:
+        values["limit_seed"] = result.seed  # recorded before --limit-seed existed, when --seed drew the subset
     if result.checkpoint not in ("builtin", "random-init"):
         values["checkpoint"] = result.checkpoint
     values["random_init"] = bool(result.flags.get("random_init")) and "checkpoint" not in values

@@ -59,6 +59,7 @@ class RunContext:
     seed: int = 0
     layers: Layers = None  # --layers; None lets the task choose (usually every layer)
     limit: int | None = None  # a seeded random subset of this many samples per split
+    limit_seed: int = 0  # seeds the --limit subset alone, so runs of different --seed read the same samples
     batch_size: int = 32
     progress: bool = False
     num_workers: int = 0
@@ -100,13 +101,13 @@ class RunContext:
         """The seeded random subset of `--limit` samples (not the first N, which would be biased)."""
         if self.limit is None or self.limit >= len(source):
             return source
-        return Subset(source, self.limit, self.seed)
+        return Subset(source, self.limit, self.limit_seed)
 
     def limited(self, items: list) -> list:
         """The seeded `--limit` subset of a list, in its order (tasks that limit whole videos, not frames)."""
         if self.limit is None or self.limit >= len(items):
             return items
-        return [items[i] for i in seeded_rows(len(items), self.limit, self.seed)]
+        return [items[i] for i in seeded_rows(len(items), self.limit, self.limit_seed)]
 
     def probe_layers(self, backbone: Backbone) -> list[int]:
         """The layers to probe: --layers if given, else every layer."""

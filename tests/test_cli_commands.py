@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from toto_eval.harness.cli import build_parser
+from toto_eval.harness.results import result_checksum
+from toto_eval.harness.run_config import config_options
 
 COMMANDS = ["run", "plan", "ls", "cache", "leaderboard", "davis-score", "ego4d-score", "robot", "cater-generate"]
 
@@ -92,9 +94,10 @@ def test_quiet_run_draws_no_progress_bars(run_dir, mini_cache):
 
 
 def test_seeds_run_once_per_seed_into_its_own_folder_on_features_computed_once(run_dir, mini_cache):
-    """--seeds 1-2: results/seed1 and results/seed2, each equal to a plain --seed run, the second seed reading the
-    first's features back, and a table over the seeds."""
-    args = ["--backbone", "toto_test", "--tasks", "imagenet_probe", "--layers", "-1", "--no-progress"]
+    """--seeds 1-2 --limit 90: results/seed1 and results/seed2, each equal to a plain --seed run, the second seed
+    reading the first's features back (the --limit subset is the same for every seed; it was drawn from the
+    seed, so seeds compared different samples), and a table over the seeds."""
+    args = ["--backbone", "toto_test", "--tasks", "imagenet_probe", "--layers", "-1", "--no-progress", "--limit", "90"]
     args += ["--set", "imagenet_probe.probe.epochs=1", "--cache-dir", str(mini_cache)]
     done = toto_eval("run", *args, "--seeds", "1-2", "--results-dir", "many", cwd=run_dir)
     assert done.returncode == 0, done.stderr
@@ -130,6 +133,13 @@ def test_run_writes_a_result_and_config_files_run_it_again(run_dir, mini_cache):
     assert again.returncode == 0, again.stderr
     redo = json.loads((run_dir / "again/toto_test/random-init/imagenet_probe.json").read_text())
     assert redo["metrics"] == first["metrics"] and redo["config"] == first["config"] and redo["run"] == first["run"]
+    assert first["run"]["limit_seed"] == 0
+
+    # recorded before --limit-seed, when --seed drew the subset: a rerun draws the same one
+    legacy = {**first, "seed": 3, "run": {k: v for k, v in first["run"].items() if k != "limit_seed"}}
+    (run_dir / "legacy.json").write_text(json.dumps({**legacy, "checksum": result_checksum(legacy)}))
+    options = config_options(run_dir / "legacy.json")
+    assert options[options.index("--seed") + 1] == "3" and options[options.index("--limit-seed") + 1] == "3"
     toml = run_dir / "run.toml"
     toml.write_text(
         'backbone = "toto_test"\ntasks = ["imagenet_probe"]\nlimit = 60\nlayers = "-1"\n'
