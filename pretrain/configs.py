@@ -35,6 +35,11 @@ class TrainConfig:
     beta2: float = option(0.95, "AdamW beta2")
     clip_grad: float = option(1.0, "gradient-norm clipping threshold")
     seed: int = option(0, "seed of the model init and the data order")
+    patch_target: str = option(
+        "normalized",
+        "what patch tokens regress: 'normalized' (each patch by its own mean and variance, the paper's) or 'raw' "
+        "(the pixels the model reads, so copying a patch that did not change is linear)",
+    )
     rope_base: float = option(0.0, "> 0: replace the size's RoPE base (resolution fine-tuning: 50000); toto only")
     max_seq_len: int = option(
         0,

@@ -5,7 +5,8 @@ Toto tokenises every frame on its own, so a tokeniser only sees images `(N, H, W
 
 - `patch`: continuous patch tokens (the paper's Table 3 "patch" variant). A token is the raw uint8 pixels of one
   p x p patch, kept as uint8 so token shards stay small; the model reads them normalised by the channel mean/std
-  (`patch_inputs`) and regresses the next patch normalised by its own mean and variance (`patch_targets`).
+  (`patch_inputs`) and regresses the next patch normalised by its own mean and variance (`patch_targets`), or
+  with `--patch-target raw` the next patch as it reads it (`regression_targets`).
   Needs no training, so it is the tokeniser of the shipped `toto_tiny`.
 - `dvae`: the DALL-E dVAE encoder (8192 codes, 8x downsampling), with weights from a local state dict. The
   official `encoder.pkl` pickles whole modules; we never unpickle code, so it must be converted to safetensors
@@ -149,6 +150,14 @@ def patch_targets(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     mean = x.mean(dim=-1, keepdim=True)
     var = x.var(dim=-1, keepdim=True, unbiased=False)
     return (x - mean) / (var + eps).sqrt()
+
+
+def regression_targets(patches: torch.Tensor, kind: str = "normalized") -> torch.Tensor:
+    """What a patch model regresses (`--patch-target`): per-patch normalised pixels, or the pixels it reads."""
+    return patch_targets(patches) if kind == "normalized" else patch_inputs(patches)
+
+
+PATCH_TARGETS = ("normalized", "raw")
 
 
 class PatchTokenizer(Tokenizer):

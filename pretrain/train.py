@@ -5,8 +5,9 @@ micro-batches; AdamW (decay on matrices only), linear warm-up then cosine, gradi
 CUDA and fp32 on CPU. Sequences follow the paper: start token (1 video, 3 image), the frames' tokens in raster
 order, end token (2). Discrete codes are shifted by `CODE_OFFSET` so they never collide with the special ids and
 trained with next-token cross-entropy. Continuous patch tokens are embedded linearly and the next patch is
-regressed (MSE on per-patch normalised pixels); the end token is left out there because under causal attention
-it cannot change any other position and it has no patch to predict.
+regressed (MSE on per-patch normalised pixels, or with `patch_target="raw"` on the pixels it reads, where
+copying an unchanged patch from the previous frame is a linear map); the end token is left out there because
+under causal attention it cannot change any other position and it has no patch to predict.
 
 Exact resume: a checkpoint (every `ckpt_every` steps, directory renamed into place, then `latest` updated) holds
 the weights (safetensors + JSON config, via `checkpoint.save`), the optimizer state, and the step.
@@ -46,7 +47,15 @@ from .configs import TrainConfig
 from .decoder import Decoder, DecoderConfig
 from .schedule import BatchPlan, DataOrder, eta, lr_at, peak_flops
 from .shards import CODE_OFFSET, END, ShardSet, make_batch, seq_len
-from .tokenizers import IMAGENET_MEAN, IMAGENET_STD, patch_inputs, patch_targets, same_tokenizer, write_json
+from .tokenizers import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PATCH_TARGETS,
+    patch_inputs,
+    regression_targets,
+    same_tokenizer,
+    write_json,
+)
 
 # Settings that may change between a run and its resume without changing the numbers.
 RESUME_MAY_DIFFER = ("out", "log_every", "ckpt_every", "keep_checkpoints", "threads", "peak_tflops", "quiet")
@@ -70,6 +79,12 @@ def model_config(cfg: TrainConfig, shards: ShardSet) -> DecoderConfig:
         changes.update(patch_dim=shards.token_dim, vocab_size=CODE_OFFSET)
     else:
         changes.update(vocab_size=CODE_OFFSET + int(shards.tokenizer["vocab_size"]))
+    if cfg.patch_target not in PATCH_TARGETS:
+        raise ConfigError(f"--patch-target {cfg.patch_target!r}: not one of {', '.join(PATCH_TARGETS)}")
+    if cfg.patch_target != "normalized" and not shards.continuous:
+        raise ConfigError(
+            f"--patch-target {cfg.patch_target}: applies to patch tokens, not to the codes of {cfg.shards}"
+        )
     if cfg.rope_base > 0:
         if cfg.arch != "toto":
             raise ConfigError(f"--rope-base applies to --arch toto only, not {cfg.arch}")
@@ -80,9 +95,10 @@ def model_config(cfg: TrainConfig, shards: ShardSet) -> DecoderConfig:
 class SequenceLoss(nn.Module):
     """The whole training forward in one module, so DDP/FSDP wrap embeddings, trunk and heads together."""
 
-    def __init__(self, toto: Decoder):
+    def __init__(self, toto: Decoder, patch_target: str = "normalized"):
         super().__init__()
         self.toto = toto
+        self.patch_target = patch_target
 
     def forward(self, tokens: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean next-token loss, and its mean per frame position `(T,)`, of one micro-batch."""
@@ -92,7 +108,9 @@ class SequenceLoss(nn.Module):
             flat = tokens.reshape(B, -1, tokens.shape[-1])  # (B, N, d)
             h = torch.cat([start, toto.embed_patches(patch_inputs(flat))], dim=1)  # (B, 1 + N, D)
             pred = toto.predict_patches(toto(h)[:, :-1])  # position i predicts patch i
-            per_token = F.mse_loss(pred.float(), patch_targets(flat), reduction="none").mean(-1)  # (B, N)
+            per_token = F.mse_loss(pred.float(), regression_targets(flat, self.patch_target), reduction="none").mean(
+                -1
+            )  # (B, N)
             return per_token.mean(), per_token.detach().reshape(B, T, -1).mean(dim=(0, 2))
         codes = tokens.reshape(B, -1).long() + CODE_OFFSET  # (B, N)
         ids = torch.cat([starts[:, None], codes, torch.full_like(codes[:, :1], END)], dim=1)  # (B, 1 + N + 1)
@@ -121,7 +139,7 @@ def setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
 
 def wrap_model(toto: Decoder, cfg: TrainConfig, world: int, device: torch.device) -> nn.Module:
     """`SequenceLoss(toto)`, replicated (DDP) or sharded block by block (FSDP2) across ranks."""
-    model = SequenceLoss(toto)
+    model = SequenceLoss(toto, cfg.patch_target)
     if world == 1:
         return model
     if cfg.fsdp or cfg.model == "1b":

@@ -323,6 +323,26 @@ def test_positions_cover_the_evaluated_layout_and_max_seq_len_raises_them(patch_
     assert train.model_config(golden_config(patch_shards, Path("unused")), paper).max_seq_len == 4098
 
 
+def test_raw_patch_targets_regress_the_pixels_the_model_reads(patch_shards, tmp_path):
+    """--patch-target raw: the next patch as the model reads it (so copying an unchanged patch is linear). A model
+    that predicts 0 scores the targets' mean square: 1 for per-patch normalised targets, the mean square of the
+    pixels read for raw ones. The checkpoint records the target; an unknown one is a one-line error."""
+    tokens = torch.from_numpy(shards.ShardSet(patch_shards).tokens(0)[:4].copy())  # (4 clips, T, h, w, 192)
+    assert torch.equal(tokenizers.regression_targets(tokens, "raw"), tokenizers.patch_inputs(tokens))
+    assert torch.equal(tokenizers.regression_targets(tokens), tokenizers.patch_targets(tokens))
+    toto = Toto(TOTO_CONFIGS["test"].__class__(dim=32, n_layers=1, n_heads=2, vocab_size=4, patch_dim=192))
+    torch.nn.init.zeros_(toto.patch_head.weight)
+    starts = torch.full((4,), shards.START_IMAGE)
+    with torch.no_grad():
+        raw, normalized = (train.SequenceLoss(toto, kind)(tokens, starts)[0].item() for kind in ("raw", "normalized"))
+    assert raw == pytest.approx(tokenizers.patch_inputs(tokens).pow(2).mean().item(), rel=1e-5)
+    assert normalized == pytest.approx(1.0, abs=1e-3) and abs(raw - 1) > 0.1
+    train.train(golden_config(patch_shards, tmp_path / "raw", steps=2, patch_target="raw"))
+    assert read_config(tmp_path / "raw" / "checkpoints" / "step_0000002")[2]["train_config"]["patch_target"] == "raw"
+    with pytest.raises(ConfigError, match="--patch-target 'pixels': not one of normalized, raw"):
+        train.train(golden_config(patch_shards, tmp_path / "bad", patch_target="pixels"))
+
+
 def test_discrete_tokens_train_with_next_token_cross_entropy(tmp_path):
     cfg_vq = tokenizers.VQConfig(codes=16, code_dim=8, hidden=16, steps=1, batch_size=2)
     mixture = data.Mixture([data.SourceSpec("image", str(write_images(tmp_path / "im", 6)))], 1, 4, 32)
@@ -330,6 +350,8 @@ def test_discrete_tokens_train_with_next_token_cross_entropy(tmp_path):
     shard_dir = make_shards(tmp_path / "d", tokenizers.load_tokenizer(f"vq:{tmp_path / 'vq'}"))
     assert shards.ShardSet(shard_dir).tokens(0).dtype == np.int16
     cfg = golden_config(shard_dir, tmp_path / "run", steps=3, batch_tokens=4 * 66)
+    with pytest.raises(ConfigError, match="--patch-target raw: applies to patch tokens"):
+        train.train(golden_config(shard_dir, tmp_path / "raw", patch_target="raw"))
     losses = train.train(cfg)
     # untrained: close to log(vocabulary) = log(16 + 4 special ids)
     assert len(losses) == 3 and abs(losses[0] - np.log(20)) < 0.5
