@@ -48,10 +48,12 @@ def test_single_layer_choice(tmp_path):
     assert _ctx(tmp_path, layers=[1]).single_layer(_Backbone(), 4) == 4  # the task's own setting wins
 
 
-def test_limit_subset_is_seeded_and_ordered(tmp_path):
+def test_limit_subset_is_seeded_by_the_limit_seed_alone_and_ordered(tmp_path):
     rows = seeded_rows(100, 7, seed=3)
     assert list(rows) == sorted(rows) and len(set(rows)) == 7
-    assert _ctx(tmp_path, limit=7, seed=3).limited(list(range(100))) == list(rows)
+    assert _ctx(tmp_path, limit=7, limit_seed=3).limited(list(range(100))) == list(rows)
+    # --seed does not move the subset: runs of different seeds read the same samples
+    assert _ctx(tmp_path, limit=7, seed=3).limited(list(range(100))) == list(seeded_rows(100, 7, seed=0))
     assert _ctx(tmp_path).limited([1, 2]) == [1, 2]
 
 
