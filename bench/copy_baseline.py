@@ -39,7 +39,7 @@ from toto_eval.harness.backbone import Backbone
 from toto_eval.harness.evaluate import RunOptions, create_backbone, load_builtins, run_context, task_config
 from toto_eval.harness.registry import TASKS
 from toto_eval.pretrain.checkpoint import read_config
-from toto_eval.pretrain.tokenizers import patchify, regression_targets, to_uint8
+from toto_eval.pretrain.tokenizers import patchify, regression_targets
 
 
 def val_clips(backbone: Backbone, cache_dir: Path, count: int) -> torch.Tensor:
@@ -54,22 +54,18 @@ def val_clips(backbone: Backbone, cache_dir: Path, count: int) -> torch.Tensor:
 @torch.no_grad()
 def token_losses(backbone: Backbone, clips: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-token model loss, copy loss (patches only), top-1 hit (codes only) and the unchanged mask, `(N, T, h*w)`."""
-    pre = backbone.preprocess
-    mean, std = (torch.tensor(v).view(3, 1, 1) for v in (pre.mean, pre.std))
-    x = (clips.float() / 255 - mean) / std
-    n, t = x.shape[:2]
-    seq, grid = backbone.embed(x)
+    n, t = clips.shape[:2]
+    seq, grid = backbone.embed(backbone.preprocess.normalize(clips))
     hidden = backbone.model(seq)[:, : t * grid[1] * grid[2]]  # position i predicts frame token i
+    frames = clips.flatten(0, 1)  # (N*T, 3, S, S) uint8: the tokens are read from the pixels themselves
     if backbone.tokenizer is None:
-        patches = patchify(to_uint8(x.flatten(0, 1), pre.mean, pre.std), backbone.patch_size).reshape(
-            n, t, -1, 3 * backbone.patch_size**2
-        )
+        patches = patchify(frames, backbone.patch_size).reshape(n, t, grid[1] * grid[2], -1)
         target = regression_targets(patches, patch_target(backbone))
         model = (backbone.model.predict_patches(hidden).float().reshape(target.shape) - target).pow(2).mean(-1)
         copy = (target[:, 1:] - target[:, :-1]).pow(2).mean(-1)
         same = (patches[:, 1:] == patches[:, :-1]).all(-1)
         return {"model": model, "copy": copy, "unchanged": same}
-    codes = backbone.tokenizer.codes(to_uint8(x.flatten(0, 1), pre.mean, pre.std)).reshape(n, t, -1)
+    codes = backbone.tokenizer.codes(frames).reshape(n, t, -1)
     logits = backbone.model.logits(hidden).float()
     ids = (codes + backbone.code_offset).flatten(1)
     model = F.cross_entropy(logits.transpose(1, 2), ids, reduction="none").reshape(codes.shape)
@@ -109,6 +105,8 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging(-1, prog="copy_baseline")
     load_builtins()
+    if len(args.checkpoints) > len(args.backbones):
+        parser.error(f"{len(args.checkpoints)} --checkpoints for {len(args.backbones)} --backbones")
     checkpoints = args.checkpoints + [None] * (len(args.backbones) - len(args.checkpoints))
     for name, checkpoint in zip(args.backbones, checkpoints, strict=True):
         base, _, flag = name.partition(":")

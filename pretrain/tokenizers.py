@@ -152,12 +152,12 @@ def patch_targets(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (x - mean) / (var + eps).sqrt()
 
 
+PATCH_TARGETS = ("normalized", "raw")  # `--patch-target`: the paper's, or the pixels as the model reads them
+
+
 def regression_targets(patches: torch.Tensor, kind: str = "normalized") -> torch.Tensor:
     """What a patch model regresses (`--patch-target`): per-patch normalised pixels, or the pixels it reads."""
     return patch_targets(patches) if kind == "normalized" else patch_inputs(patches)
-
-
-PATCH_TARGETS = ("normalized", "raw")
 
 
 class PatchTokenizer(Tokenizer):

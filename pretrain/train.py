@@ -108,9 +108,8 @@ class SequenceLoss(nn.Module):
             flat = tokens.reshape(B, -1, tokens.shape[-1])  # (B, N, d)
             h = torch.cat([start, toto.embed_patches(patch_inputs(flat))], dim=1)  # (B, 1 + N, D)
             pred = toto.predict_patches(toto(h)[:, :-1])  # position i predicts patch i
-            per_token = F.mse_loss(pred.float(), regression_targets(flat, self.patch_target), reduction="none").mean(
-                -1
-            )  # (B, N)
+            target = regression_targets(flat, self.patch_target)
+            per_token = F.mse_loss(pred.float(), target, reduction="none").mean(-1)  # (B, N)
             return per_token.mean(), per_token.detach().reshape(B, T, -1).mean(dim=(0, 2))
         codes = tokens.reshape(B, -1).long() + CODE_OFFSET  # (B, N)
         ids = torch.cat([starts[:, None], codes, torch.full_like(codes[:, :1], END)], dim=1)  # (B, 1 + N + 1)
