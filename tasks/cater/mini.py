@@ -31,7 +31,8 @@ from .generator import COLORS, Scene, SceneConfig, generate_scene, grid_label
 if TYPE_CHECKING:
     from .render import SceneRenderer
 
-VERSION = "2"  # bump when the generated data changes: a stale mini dataset is then regenerated
+VERSION = "3"  # bump when the generated data changes: a stale mini dataset is then regenerated
+# (3: mp4s written with x264 mb-tree off, so that a regenerated set is bit-identical to the last one)
 
 GRIDS = {"localize": 6, "localize_4x4": 4, "localize_8x8": 8}
 FPS = 24.0
