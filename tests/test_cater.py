@@ -302,6 +302,17 @@ def test_mini_camera_frames_the_table_and_shows_the_snitch():
     assert len(visible) >= 2 and min(visible) >= 8
 
 
+def test_mini_generation_is_byte_identical(tmp_path):
+    """Two generations of the mini set write the same bytes (mp4s included), so every machine that generates it
+    evaluates on the same pixels (version 2's encoder made 148 of 400 videos differ between two generations)."""
+    cfg = dataclasses.replace(MINI, videos=30)
+    write_dataset(tmp_path / "a", cfg, bars=False)
+    write_dataset(tmp_path / "b", cfg, bars=False)
+    files = sorted(f.relative_to(tmp_path / "a") for f in (tmp_path / "a").rglob("*") if f.is_file())
+    assert len([f for f in files if f.suffix == ".mp4"]) == 30
+    assert [f for f in files if (tmp_path / "a" / f).read_bytes() != (tmp_path / "b" / f).read_bytes()] == []
+
+
 def test_mini_suite_protocol_and_user_overrides():
     """The mini suite's CATER is the 4x4 grid at 8 frames in batches of 16; a user's value wins over a mini one."""
     from toto_eval.harness.evaluate import task_config

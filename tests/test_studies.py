@@ -41,7 +41,7 @@ def check_outputs(folder: Path, name: str) -> list[dict[str, str]]:
     assert (folder / "figure.png").read_bytes()[:8] == PNG
     readme = (folder / "README.md").read_text()
     assert f"toto-pretrain study {name} --size test" in readme
-    assert "reproduced in direction" in readme and "Wall time" in readme
+    assert "reproduced in direction" in readme and "Wall time" in readme and "one thread" in readme
     rows = read_rows(folder)
     assert rows and {"setting", "paper", "paper_source", "ours"} <= set(rows[0])
     return rows

@@ -50,7 +50,7 @@ def run_study(name: str, size: str = "mini", out: str | Path | None = None, thre
     outcome = module.run(ws)
     command = f"toto-pretrain study {name} --size {size}" + (f" --threads {threads}" if threads != 1 else "")
     size_record = {k: v for k, v in dataclasses.asdict(ws.size).items() if v is not None}
-    prov = Provenance(command, size_record, time.perf_counter() - began, ws.cold_seconds, tuple(ws.events))
+    prov = Provenance(command, size_record, time.perf_counter() - began, ws.cold_seconds, tuple(ws.events), threads)
     return write_outputs(name, outcome, prov, out)
 
 

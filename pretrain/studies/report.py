@@ -61,6 +61,7 @@ class Provenance:
     wall_seconds: float
     cold_seconds: float  # what the pre-training steps it used cost when built (cached ones included)
     events: tuple[str, ...] = field(default_factory=tuple)
+    threads: int = 1  # torch CPU threads of this invocation
 
 
 def _fmt(value: float | None, decimals: int, missing: str) -> str:
@@ -124,13 +125,14 @@ def readme(name: str, outcome: Outcome, prov: Provenance) -> str:
     findings = "\n".join(f"| {f.claim} | {f.ours} | {verdict(f.reproduced)} |" for f in outcome.findings)
     caveats = "".join(f"- {c}\n" for c in outcome.caveats)
     events = "".join(f"- {e}\n" for e in prov.events)
+    threads = "one thread" if prov.threads == 1 else f"{prov.threads} threads"
     return f"""# Study `{name}`: {outcome.title}
 
 Command: `{prov.command}`
 
 Size: {size}.
 
-Wall time of this invocation: {prov.wall_seconds:.0f} s ({minutes:.1f} min) on a shared 2-core CPU, one thread. Steps
+Wall time of this invocation: {prov.wall_seconds:.0f} s ({minutes:.1f} min) on a shared 2-core CPU, {threads}. Steps
 reused from the study cache (`$TOTO_EVAL_CACHE_DIR/studies`, shared between studies) cost nothing here; building every
 pre-training step this study uses (corpus, tokeniser, shards, runs) cost {prov.cold_seconds:.0f} s
 ({prov.cold_seconds / 60:.1f} min) when it was built, as recorded in the cache. Evaluation times are in "Steps" (an
