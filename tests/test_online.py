@@ -93,8 +93,11 @@ def test_two_ranks_equal_one_rank(tmp_path, mini_cache, mode):
     assert one["selected"] == two["selected"] and one["metrics"]["top1"] == two["metrics"]["top1"]
     assert [r["test_top1"] for r in one["per_layer"]] == [r["test_top1"] for r in two["per_layer"]]
     heads = [_heads(tmp_path / f"cache{w}") for w in (1, 2)]
+    # Adam divides by the root of a gradient's second moment, so where a gradient is near zero the order in which
+    # two ranks sum it shows: on the version-3 mini Kinetics one weight of 8192 moved by 1.2e-5 (the rest by < 1e-6).
+    # Ranks that do not share their gradients fail long before this (without the sum, the selected head changes).
     for name, value in heads[0].items():
-        torch.testing.assert_close(value, heads[1][name], rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(value, heads[1][name], rtol=1e-4, atol=1e-4, msg=name)
 
 
 def _result(folder: Path) -> dict:
