@@ -49,7 +49,9 @@ def run(ws: Workspace) -> Outcome:
     )
     findings = tuple(
         Finding(
-            f"a middle layer is best for {label.split()[-1]} (Fig. {FIGURE[t]}: ~50% depth)",
+            # The direction tested is "interior beats the ends"; the depth is shown beside it, not judged.
+            f"an interior layer (neither the first nor the last) is best for {label.split()[-1]} "
+            f"(Fig. {FIGURE[t]}: the peak is near 50% depth)",
             f"best layer {best[t]} of {n} ({100 * (best[t] + 1) / n:.0f}% depth), top-1 {100 * curves[t][best[t]]:.1f} "
             f"vs last layer {100 * curves[t][layers[-1]]:.1f}",
             0 < best[t] < layers[-1],
