@@ -111,16 +111,15 @@ def test_write_read_roundtrip_and_short_tail(tmp_path):
 
 
 def test_write_is_a_function_of_the_frames(tmp_path):
-    # A mini CATER clip (flat table, few moving objects) is content on which x264's mb-tree made 8 encodes give
-    # 3 to 5 different files; a mini set regenerated on another day must equal the one measured.
+    # A mini CATER clip (flat table, few moving objects) is content on which x264's mb-tree gave 4 to 6 different
+    # files in 8 encodes; a mini set regenerated on another day must equal the one measured.
     from toto_eval.tasks.cater.mini import MINI, generate_scene, render_video
     from toto_eval.tasks.cater.render import SceneRenderer
 
-    renderer = SceneRenderer(
+    with SceneRenderer(
         MINI.width, MINI.height, shadows=MINI.shadows, lens_mm=MINI.lens_mm, snitch_scale=MINI.snitch_scale
-    )
-    frames, _ = render_video(renderer, generate_scene(0, MINI.scene), MINI.video_frames, 0)
-    renderer.close()
+    ) as renderer:
+        frames, _ = render_video(renderer, generate_scene(0, MINI.scene), MINI.video_frames, 0)
     files = set()
     for i in range(8):
         write_video(tmp_path / f"{i}.mp4", frames, fps=24 * 16 / 301)
