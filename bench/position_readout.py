@@ -12,6 +12,7 @@ token grid, on a seeded sample of train tokens (first view); it prints the R^2 o
 of val tokens, one JSON line per backbone and layer. R^2 near 0: the coordinate is not linearly in the token.
 
     python bench/position_readout.py --task cater --backbones toto_tiny toto_tiny:random pixels
+    python bench/position_readout.py --backbones toto_tiny@runs/stage1 toto_tiny   # two checkpoints
 """
 
 from __future__ import annotations
@@ -57,9 +58,10 @@ def r2(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
 
 
 def features(name: str, task_name: str, cache_dir: Path) -> dict[str, Features]:
-    """The task's train and val token features of backbone `name` (`NAME:random`: its untrained twin)."""
+    """The task's train and val token features of `name`: NAME, NAME:random (untrained), NAME@CHECKPOINT."""
     base, _, flag = name.partition(":")
-    backbone = create_backbone(base, random_init=flag == "random")
+    base, _, checkpoint = base.partition("@")
+    backbone = create_backbone(base, checkpoint=checkpoint or None, random_init=flag == "random")
     ctx = run_context(RunOptions(cache_dir=cache_dir))
     task_cls = TASKS.get(task_name)
     task = task_cls(task_config(task_cls, mini=True, overrides=None)[0])
@@ -70,7 +72,9 @@ def features(name: str, task_name: str, cache_dir: Path) -> dict[str, Features]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbones", nargs="+", required=True, help="registered names; NAME:random = untrained")
+    parser.add_argument(
+        "--backbones", nargs="+", required=True, help="registered names; NAME:random untrained, NAME@DIR weights"
+    )
     parser.add_argument("--task", default="k400_probe", help="a token probe task: k400_probe, cater, imagenet_probe")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "toto-eval")
     parser.add_argument("--tokens", type=int, default=20_000, help="train tokens sampled (val: a quarter)")
