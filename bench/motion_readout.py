@@ -58,12 +58,15 @@ def readout(train: np.ndarray, y_train: np.ndarray, val: np.ndarray, y_val: np.n
     return float(np.mean(model.classes_[probs.argmax(1)] == y_val))
 
 
-def features(name: str, cache_dir: Path) -> tuple[dict[str, Features], int]:
-    """The k400_probe's train and val features of backbone `name` (`NAME:random`: its untrained twin)."""
+def features(
+    name: str, cache_dir: Path, task_name: str = "k400_probe", checkpoint: str | None = None
+) -> tuple[dict[str, Features], int]:
+    """A mini probe task's train and val token features of backbone `name` (`NAME:random`: its untrained twin),
+    every layer, through the feature cache (also used by `position_readout.py`); and the frames per view."""
     base, _, flag = name.partition(":")
-    backbone = create_backbone(base, random_init=flag == "random")
+    backbone = create_backbone(base, checkpoint=checkpoint, random_init=flag == "random")
     ctx = run_context(RunOptions(cache_dir=cache_dir))
-    task_cls = TASKS.get("k400_probe")
+    task_cls = TASKS.get(task_name)
     task = task_cls(task_config(task_cls, mini=True, overrides=None)[0])
     splits = task.splits(backbone, ctx)
     layers = list(range(backbone.num_layers))

@@ -12,25 +12,27 @@ token grid, on a seeded sample of train tokens (first view); it prints the R^2 o
 of val tokens, one JSON line per backbone and layer. R^2 near 0: the coordinate is not linearly in the token.
 
     python bench/position_readout.py --task cater --backbones toto_tiny toto_tiny:random pixels
-    python bench/position_readout.py --backbones toto_tiny@runs/stage1 toto_tiny   # two checkpoints
+    python bench/position_readout.py --backbones toto_tiny toto_tiny --checkpoints runs/stage1   # two checkpoints
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
+from motion_readout import features  # a sibling script: the task's cached tokens, every layer
 from sklearn.linear_model import Ridge
 
 from toto_eval.common.errors import TotoEvalError
+from toto_eval.common.files import default_cache_dir
 from toto_eval.common.log import setup_logging
-from toto_eval.harness.cache_entry import Features
-from toto_eval.harness.evaluate import RunOptions, create_backbone, load_builtins, run_context, task_config
-from toto_eval.harness.registry import TASKS
+from toto_eval.harness.evaluate import load_builtins
 
 COORDS = ("frame", "row", "col")
+PROBE_TASKS = ("k400_probe", "cater", "imagenet_probe")  # the tasks that train a probe on cached tokens
 
 
 def positions(grid: tuple[int, int, int]) -> np.ndarray:
@@ -46,55 +48,55 @@ def sample(tokens: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np
     return tokens[clip, index].astype(np.float32), index
 
 
-def r2(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], where: np.ndarray) -> list[float]:
-    """Val R^2 of each coordinate, for a standardised ridge regression fitted on train."""
+def r2(
+    train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], where: np.ndarray
+) -> list[float | None]:
+    """Val R^2 of each coordinate, for a standardised ridge regression fitted on train; None for a coordinate
+    with one value (an image's frame), where R^2 is not defined."""
     x, i = train
     mean, std = x.mean(0), x.std(0) + 1e-6
     model = Ridge(alpha=1.0).fit((x - mean) / std, where[i])
     xv, iv = val
     truth = where[iv]
     residual = ((model.predict((xv - mean) / std) - truth) ** 2).sum(0)
-    return [float(v) for v in 1 - residual / ((truth - truth.mean(0)) ** 2).sum(0)]
-
-
-def features(name: str, task_name: str, cache_dir: Path) -> dict[str, Features]:
-    """The task's train and val token features of `name`: NAME, NAME:random (untrained), NAME@CHECKPOINT."""
-    base, _, flag = name.partition(":")
-    base, _, checkpoint = base.partition("@")
-    backbone = create_backbone(base, checkpoint=checkpoint or None, random_init=flag == "random")
-    ctx = run_context(RunOptions(cache_dir=cache_dir))
-    task_cls = TASKS.get(task_name)
-    task = task_cls(task_config(task_cls, mini=True, overrides=None)[0])
-    splits = task.splits(backbone, ctx)
-    layers = list(range(backbone.num_layers))
-    return {s: ctx.features(backbone, splits.sources[s], layers=layers, tokens=True) for s in ("train", "val")}
+    spread = ((truth - truth.mean(0)) ** 2).sum(0)
+    return [float(1 - r / s) if s > 0 else None for r, s in zip(residual, spread, strict=True)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--backbones", nargs="+", required=True, help="registered names; NAME:random untrained, NAME@DIR weights"
-    )
-    parser.add_argument("--task", default="k400_probe", help="a token probe task: k400_probe, cater, imagenet_probe")
-    parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "toto-eval")
+    parser.add_argument("--backbones", nargs="+", required=True, help="registered names; NAME:random = untrained")
+    parser.add_argument("--checkpoints", nargs="*", default=[], help="checkpoint folders, one per backbone")
+    parser.add_argument("--task", default="k400_probe", choices=PROBE_TASKS, help="a probe task of the mini suite")
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     parser.add_argument("--tokens", type=int, default=20_000, help="train tokens sampled (val: a quarter)")
     args = parser.parse_args()
     setup_logging(-1, prog="position_readout")
     load_builtins()
-    for name in args.backbones:
+    if len(args.checkpoints) > len(args.backbones):
+        parser.error(f"{len(args.checkpoints)} --checkpoints for {len(args.backbones)} --backbones")
+    checkpoints = args.checkpoints + [None] * (len(args.backbones) - len(args.checkpoints))
+    for name, checkpoint in zip(args.backbones, checkpoints, strict=True):
         try:
-            feats = features(name, args.task, args.cache_dir)
+            feats, _ = features(name, args.cache_dir, args.task, checkpoint)
         except TotoEvalError as err:  # an unknown name, unreadable data: one line, the rows printed so far kept
             raise SystemExit(f"position_readout: {name}: {err}") from None
         train, val = feats["train"], feats["val"]
         where = positions(train.grid)
         for layer in sorted(train.tokens):
+            tokens = train.tokens[layer]
+            if tokens.shape[2] != len(where):  # e.g. a class token beside the grid: positions would misalign
+                raise SystemExit(
+                    f"position_readout: {name}: {tokens.shape[2]} tokens per view, not the "
+                    f"{math.prod(train.grid)} of its {train.grid} grid"
+                )
             rng = np.random.default_rng(0)  # every layer and backbone reads the same tokens
-            fit = sample(train.tokens[layer][train.rows()][:, 0], args.tokens, rng)
+            fit = sample(tokens[train.rows()][:, 0], args.tokens, rng)
             held = sample(val.tokens[layer][val.rows()][:, 0], args.tokens // 4, rng)
             scores = r2(fit, held, where)
-            row = {"task": args.task, "backbone": name, "layer": layer}
-            print(json.dumps(row | {c: round(s, 3) for c, s in zip(COORDS, scores, strict=True)}), flush=True)
+            row = {"task": args.task, "backbone": name, "checkpoint": checkpoint or "default", "layer": layer}
+            row |= {c: s if s is None else round(s, 3) for c, s in zip(COORDS, scores, strict=True)}
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
