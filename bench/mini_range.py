@@ -4,7 +4,8 @@ Runs one task (through `evaluate`, exactly as `toto-eval run` does) on several b
 folder, and prints one JSON line per backbone: the main score, its 95% interval, the number of val samples, the
 wall time and the time spent extracting features. Intervals are the ones every result stores for its main metric
 (`harness/intervals.py`: bootstrap over val samples with a fixed seed; Wilson for success rates); for robot the
-Wilson intervals of the BC, proprioception-only and expert success counts pooled over the four tasks are added.
+Wilson intervals of the BC, proprioception-only, state-control and expert success counts pooled over the four
+tasks are added.
 
 `ceiling` (davis only) is perfect correspondence at an 8 px token grid of a 64 px input: the resolution's limit.
 
@@ -59,14 +60,15 @@ def result_interval(result) -> dict:
 def robot_interval(result) -> dict:
     out = {"score": float(result.main_score)}
     tasks = result.extra["tasks"]
-    for kind in ("bc", "proprio", "expert"):
-        k = n = 0
-        for res in tasks.values():
-            runs = res["bc"] if kind == "bc" else (res["proprio"] or {}).get("runs", []) if kind == "proprio" else []
-            if kind == "expert":
-                runs = [res["expert"]]
-            for r in runs:
-                k, n = k + r["successes"], n + r["episodes"]
+    runs_of = {
+        "bc": lambda res: res["bc"],
+        "proprio": lambda res: (res["proprio"] or {}).get("runs", []),  # the floor
+        "state": lambda res: (res.get("state") or {}).get("runs", []),  # the head on the object's true position
+        "expert": lambda res: [res["expert"]],
+    }
+    for kind, runs in runs_of.items():
+        k = sum(r["successes"] for res in tasks.values() for r in runs(res))
+        n = sum(r["episodes"] for res in tasks.values() for r in runs(res))
         out[kind] = {"success": k / max(n, 1), "ci95": wilson(k, n), "k": k, "n": n}
     out["ci95"], out["n_val"] = out["bc"]["ci95"], out["bc"]["n"]
     return out

@@ -17,7 +17,8 @@ import torch
 
 from toto_eval.common.errors import DataError
 from toto_eval.tasks.robot._pybullet import p
-from toto_eval.tasks.robot.demos import EVAL_SEED0, expert_rate, load_demos, record_demos
+from toto_eval.tasks.robot.control import demo_states
+from toto_eval.tasks.robot.demos import EVAL_SEED0, Demo, expert_rate, load_demos, record_demos
 from toto_eval.tasks.robot.envs import TASK_NAMES, EnvConfig, ManipEnv
 from toto_eval.tasks.robot.experts import ScriptedExpert, run_expert
 from toto_eval.tasks.robot.policy import BCConfig, train_bc
@@ -102,6 +103,22 @@ def test_demos_are_recorded_once_and_reused(tmp_path):
     assert expert_rate(folder) == (2, 2)
     with pytest.raises(DataError, match="holds 2 demos, 3 needed"):
         load_demos(folder, 3)
+
+
+def test_state_control_reads_the_objects_position_by_replaying_each_demo(tmp_path):
+    demos = load_demos(record_demos(tmp_path, "kuka_pick", SMALL, 2), 2)
+    states = demo_states("kuka_pick", SMALL, demos)
+    first = len(demos[0].actions)
+    assert states.shape == (first + len(demos[1].actions), 3)
+    with ManipEnv("kuka_pick", SMALL, render=False) as env:
+        env.reset(demos[1].seed)
+        np.testing.assert_allclose(states[first], env.scene.state(), atol=1e-6)  # the second demo's first frame
+    assert states[0][2] < 0.03 < 0.1 < states[first - 1][2]  # the cube rests on the floor, then is lifted
+    proprio = demos[1].proprio.copy()
+    proprio[5] += 0.01  # a recording the simulator does not reproduce
+    moved = Demo(demos[1].seed, demos[1].images, proprio, demos[1].actions)
+    with pytest.raises(DataError, match=r"^kuka_pick demo seed 1: its replay leaves the recording at step 5$"):
+        demo_states("kuka_pick", SMALL, [demos[0], moved])
 
 
 def test_bad_demo_files_are_one_line_data_errors(tmp_path):

@@ -3,8 +3,9 @@
 pybullet_data ships no articulated cabinet, so one is written as URDF text from a few dimensions (a fixed carcass,
 a prismatic drawer with joint limits, a fin-shaped handle a parallel gripper can pinch and a suction tool can
 grab from above) and loaded from a content-named temp file. Each scene randomises its pose from the episode's
-generator and exposes the privileged state the scripted experts read (never the policy), plus the scalar
-`progress` its success predicate thresholds.
+generator and exposes the privileged state the scripted experts read (never a backbone's policy), plus the scalar
+`progress` its success predicate thresholds. `state()` is the object's position in one 3-vector: what the state
+control (`control.py`) feeds the behaviour-cloning head in place of image features.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class PickScene:
 
     def object_pos(self) -> np.ndarray:
         return np.asarray(p.getBasePositionAndOrientation(self.uid, physicsClientId=self.client)[0])
+
+    def state(self) -> np.ndarray:
+        return self.object_pos()
 
     def progress(self) -> float:
         """Height of the cube's centre above its resting height, in metres."""
@@ -80,6 +84,9 @@ class CabinetScene:
         """The grasp point on the fin, in world coordinates (moves with the drawer)."""
         front = self.base[0] - self.size[0] / 2 - self.opening()
         return np.array([front - self.grasp_out, self.base[1], self.handle_z])
+
+    def state(self) -> np.ndarray:
+        return self.handle_pos()
 
     def opening(self) -> float:
         return float(p.getJointState(self.uid, 0, physicsClientId=self.client)[0])
