@@ -7,7 +7,9 @@ wall time and the time spent extracting features. Intervals are the ones every r
 Wilson intervals of the BC, proprioception-only, state-control and expert success counts pooled over the four
 tasks are added.
 
-`ceiling` (davis only) is perfect correspondence at an 8 px token grid of a 64 px input: the resolution's limit.
+`ceiling` is, for davis, perfect correspondence at an 8 px token grid of a 64 px input (the resolution's limit) and,
+for ego4d_sta, perfect verb and time-to-contact heads on the task's own detections (what the heads, all a backbone
+contributes, can reach with those boxes and nouns).
 
 Run (one task, a few backbones; `name:random` is `--random-init`):
 
@@ -100,6 +102,39 @@ def davis_ceiling(cache_dir: Path, out: Path, side: int = 64, patch: int = 8) ->
     return {"score": scores.global_row()["J&F-Mean"], "ci95": bootstrap(values), "n_val": len(values)}
 
 
+def ego4d_ceiling(cache_dir: Path) -> dict:
+    """Overall mAP of perfect verb and time-to-contact heads on the task's own detections: each detected box gets
+    the verb and TTC of the ground-truth box it overlaps most (none overlapping: the train split's most common
+    verb and median TTC) and, as `score="detector_x_verb"` gives a sure verb, the detector's score. What no
+    backbone can beat with these boxes and nouns: the heads are all a backbone contributes."""
+    from toto_eval.harness.task import RunContext
+    from toto_eval.tasks.ego4d_sta.metrics import Boxes, box_iou
+    from toto_eval.tasks.ego4d_sta.mini import VERSION, make_mini
+    from toto_eval.tasks.ego4d_sta.results import score
+    from toto_eval.tasks.ego4d_sta.task import Config, Ego4DSTA
+
+    task = Ego4DSTA(Config())
+    ctx = RunContext(cache=None, data_root=None, mini_root=cache_dir / "mini")
+    root = ctx.dataset_root("ego4d", make_mini, VERSION)
+    train, evals = task._split(root, "train", True), task._split(root, "val", True)
+    known = [train.ground_truth(a) for a in train.annotations]
+    verb = int(np.bincount(np.concatenate([g.verbs for g in known])).argmax())
+    ttc = float(np.median(np.concatenate([g.ttcs for g in known])))
+    detections = task._test_boxes(root, evals)
+    predicted = {}
+    for ann in evals.annotations:
+        det, gt = detections[ann.uid], evals.ground_truth(ann)
+        verbs, ttcs = np.full(len(det), verb), np.full(len(det), ttc)
+        if len(det) and len(gt):
+            iou = box_iou(det.boxes, gt.boxes)
+            hit, best = iou.max(1) > 0, iou.argmax(1)
+            verbs[hit], ttcs[hit] = gt.verbs[best[hit]], gt.ttcs[best[hit]]
+        predicted[ann.uid] = Boxes(det.boxes, det.nouns, verbs, ttcs, det.scores)
+    interval = task._interval(evals, predicted, "overall")
+    value = score(evals, predicted, task.config.official_quirks)["overall"]
+    return {"score": value, "ci95": (interval["low"], interval["high"]), "n_val": len(evals.annotations)}
+
+
 def feature_seconds(result) -> float:
     cache = result.extra.get("cache") or {}
     if result.task == "robot":
@@ -140,6 +175,8 @@ def measure(
     if task == "davis" and name == "ceiling":  # "ceiling" or "ceiling:SIDE" (input side in pixels, 8 px tokens)
         side = int(flag or 64)
         return {"task": task, "backbone": spec, **davis_ceiling(cache_dir, results_dir / f"davis-ceiling{side}", side)}
+    if task == "ego4d_sta" and name == "ceiling":
+        return {"task": task, "backbone": spec, **ego4d_ceiling(cache_dir)}
     os.environ["TOTO_EVAL_CACHE_DIR"] = str(cache_dir)  # where a control trains and caches its weights
     t0, c0 = time.perf_counter(), time.process_time()
     backbone = create_backbone(name, random_init=flag == "random")
