@@ -5,7 +5,9 @@
   `layer_select` key), scored on the reported split, so the curve never selects on test. Where that head's row
   carries `<layer_score>_ci` (its 95% interval), the curve is drawn inside a shaded band of those intervals.
 - `robot_demos`: success against the number of demonstrations, one panel per environment (Figure 6), from the
-  robot task's `extra["tasks"][env]["curve"]`, averaged over behaviour-cloning seeds.
+  robot task's `extra["tasks"][env]["curve"]`, averaged over behaviour-cloning seeds; the state control (the head
+  on the object's true position) and the proprioception-only head, at the reported number of demonstrations, are
+  drawn as the range a backbone's line lies in.
 - `scaling`: the compute-optimal frontier and power-law fit of pre-training runs (Figure 9), via
   `pretrain.scaling`; drawn only when runs are given.
 SVGs carry no date and a fixed hash salt, so the same results give the same files.
@@ -104,13 +106,31 @@ def robot_curves(entry: Entry) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
+REFERENCES = {"state": ("state control (object position)", "--"), "proprio": ("proprioception only", ":")}
+
+
+def robot_references(entry: Entry) -> dict[str, dict[str, float]]:
+    """{environment: {"state" | "proprio": success %}}: the backbone-free policies a robot result carries."""
+    tasks = entry.result.extra.get("tasks") if entry.result.ok else None
+    out: dict[str, dict[str, float]] = {}
+    for env, info in (tasks or {}).items():
+        for kind in REFERENCES:
+            policy = info.get(kind) if isinstance(info, dict) else None
+            if isinstance(policy, dict) and _num(policy.get("success")):
+                out.setdefault(env, {})[kind] = float(policy["success"]) * 100.0
+    return out
+
+
 def robot_demos(entries: list[Entry], out_dir: Path) -> list[Path]:
-    """Figure 6: success against demonstrations, one panel per environment."""
+    """Figure 6: success against demonstrations, one panel per environment, between its references."""
     panels: dict[str, list[tuple[str, list]]] = defaultdict(list)
+    references: dict[str, dict[str, float]] = {}
     for e in entries:
         if e.result.task == "robot":
             for env, curve in robot_curves(e).items():
                 panels[env].append((_label(e), curve))
+            for env, refs in robot_references(e).items():
+                references.setdefault(env, refs)  # the same for every backbone run with the same settings
     if not panels:
         return []
     envs = sorted(panels)
@@ -120,6 +140,9 @@ def robot_demos(entries: list[Entry], out_dir: Path) -> list[Path]:
         for label, curve in panels[env]:
             x, y = zip(*curve, strict=True)
             ax.plot(x, y, marker="o", label=label, color=colour[label])
+        for kind, value in references.get(env, {}).items():
+            label, style = REFERENCES[kind]
+            ax.axhline(value, color="0.45", linestyle=style, linewidth=1.2, label=label)
         ax.set(title=env, xlabel="demonstrations", ylabel="success (%)", ylim=(-3, 103))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

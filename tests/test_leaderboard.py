@@ -189,10 +189,12 @@ def test_layer_curve_selects_each_layer_on_holdout(tmp_path):
 def test_robot_curve_averages_bc_seeds(tmp_path):
     curve = [{"demos": 5, "bc_seed": 0, "success": 0.2}, {"demos": 5, "bc_seed": 1, "success": 0.4},
              {"demos": 10, "bc_seed": 0, "success": 0.8}]  # fmt: skip
-    extra = {"tasks": {"franka_pick": {"curve": curve}, "broken": "not a mapping"}}
+    references = {"state": {"success": 0.75}, "proprio": {"success": 0.25}}
+    extra = {"tasks": {"franka_pick": {"curve": curve, **references}, "kuka_pick": {"proprio": None}, "broken": "x"}}
     put(tmp_path, "mine", "robot", 0.5, {"success": 0.5}, main="success", extra=extra)
     (entry,) = collect([tmp_path]).entries
     assert figures.robot_curves(entry) == {"franka_pick": [(5, pytest.approx(30.0)), (10, pytest.approx(80.0))]}
+    assert figures.robot_references(entry) == {"franka_pick": {"state": 75.0, "proprio": 25.0}}
     assert [p.name for p in figures.robot_demos([entry], tmp_path)] == ["robot_demos.png", "robot_demos.svg"]
 
 

@@ -235,11 +235,12 @@ def _state_control(task: str, cfg: Config, folder: Path, ctx: RunContext) -> dic
     task, settings and seed and read back for every backbone."""
     if not cfg.state_control:
         return None
-    identity = (OUTCOME_FORMAT, "state", task, dataclasses.asdict(cfg), folder.name, ctx.seed)
+    env_cfg, bc = subset(EnvConfig, cfg), subset(BCConfig, cfg)
+    settings = (dataclasses.asdict(env_cfg), dataclasses.asdict(bc), cfg.demos, cfg.episodes, cfg.bc_seeds)
+    identity = (OUTCOME_FORMAT, "state", task, settings, folder.name, ctx.seed)
     stored = ctx.state_dir("robot", *identity) / "state.json"
     result = _read_stored(stored, task)
     if result is None:
-        env_cfg, bc = subset(EnvConfig, cfg), subset(BCConfig, cfg)
         demos = load_demos(folder, cfg.demos)
         seeds = [EVAL_SEED0 + i for i in range(cfg.episodes)]
         with one_thread():
