@@ -1,9 +1,15 @@
-"""Shared fixtures: a counting toy backbone, and one mini-suite cache folder for the whole session.
+"""Shared fixtures: a counting toy backbone, one mini-suite cache folder for the whole session, and bench scripts
+loaded as modules.
 
 Run the suite: python -m pytest (slow tests: python -m pytest -m slow)
 """
 
 from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -82,3 +88,19 @@ def array_source() -> ArraySource:
 def mini_cache(tmp_path_factory) -> object:
     """One cache dir per session, so each mini dataset is generated once."""
     return tmp_path_factory.mktemp("toto-cache")
+
+
+@pytest.fixture
+def bench_script(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ModuleType]:
+    """`bench_script("position_readout")`: a bench/ script as a module (bench/ is not a package, and its scripts
+    import their siblings, so bench/ goes on sys.path for the test)."""
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    monkeypatch.syspath_prepend(str(bench))
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -6,27 +6,11 @@ Run: python -m pytest tests/test_bench_position.py -q
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
 import numpy as np
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The bench script as a module (bench/ is not a package; it imports its sibling `motion_readout`)."""
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("position_readout", ROOT / "bench" / "position_readout.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_positions_follow_frame_row_column_raster_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    where = load(monkeypatch).positions((8, 8, 8))
+def test_positions_follow_frame_row_column_raster_order(bench_script) -> None:
+    where = bench_script("position_readout").positions((8, 8, 8))
     assert where.shape == (512, 3)
     np.testing.assert_array_equal(where[0], [0, 0, 0])
     np.testing.assert_array_equal(where[7], [0, 0, 7])  # the row fills first
@@ -35,8 +19,8 @@ def test_positions_follow_frame_row_column_raster_order(monkeypatch: pytest.Monk
     np.testing.assert_array_equal(where[511], [7, 7, 7])
 
 
-def test_readout_finds_a_written_column_and_nothing_in_noise(monkeypatch: pytest.MonkeyPatch) -> None:
-    bench = load(monkeypatch)
+def test_readout_finds_a_written_column_and_nothing_in_noise(bench_script) -> None:
+    bench = bench_script("position_readout")
     grid = (4, 4, 4)
     where = bench.positions(grid)
     rng = np.random.default_rng(0)
@@ -51,9 +35,9 @@ def test_readout_finds_a_written_column_and_nothing_in_noise(monkeypatch: pytest
     assert max(abs(s) for s in scores) < 0.02
 
 
-def test_readout_of_a_single_frame_leaves_the_frame_undefined(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readout_of_a_single_frame_leaves_the_frame_undefined(bench_script) -> None:
     """An image has one frame: its R^2 is not defined (None, not NaN, which JSON cannot hold)."""
-    bench = load(monkeypatch)
+    bench = bench_script("position_readout")
     where = bench.positions((1, 4, 4))
     tokens = np.random.default_rng(0).normal(size=(20, 16, 8)).astype(np.float32)
     tokens[..., 0] = where[:, 1]
