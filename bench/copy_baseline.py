@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from backbone_args import add_backbone_args, backbone_checkpoints  # a sibling script
 
 from toto_eval.common.errors import TotoEvalError
 from toto_eval.common.files import default_cache_dir
@@ -98,17 +99,13 @@ def summary(out: dict[str, torch.Tensor]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbones", nargs="+", required=True, help="registered names; NAME:random = untrained")
-    parser.add_argument("--checkpoints", nargs="*", default=[], help="checkpoint folders, one per backbone")
+    add_backbone_args(parser)
     parser.add_argument("--clips", type=int, default=48, help="val clips to read")
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     args = parser.parse_args()
     setup_logging(-1, prog="copy_baseline")
     load_builtins()
-    if len(args.checkpoints) > len(args.backbones):
-        parser.error(f"{len(args.checkpoints)} --checkpoints for {len(args.backbones)} --backbones")
-    checkpoints = args.checkpoints + [None] * (len(args.backbones) - len(args.checkpoints))
-    for name, checkpoint in zip(args.backbones, checkpoints, strict=True):
+    for name, checkpoint in backbone_checkpoints(parser, args):
         base, _, flag = name.partition(":")
         try:
             backbone = create_backbone(base, checkpoint=checkpoint, random_init=flag == "random").eval()

@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from backbone_args import add_backbone_args, backbone_checkpoints  # a sibling script
 from motion_readout import features  # a sibling script: the task's cached tokens, every layer
 from sklearn.linear_model import Ridge
 
@@ -65,18 +66,14 @@ def r2(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbones", nargs="+", required=True, help="registered names; NAME:random = untrained")
-    parser.add_argument("--checkpoints", nargs="*", default=[], help="checkpoint folders, one per backbone")
+    add_backbone_args(parser)
     parser.add_argument("--task", default="k400_probe", choices=PROBE_TASKS, help="a probe task of the mini suite")
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     parser.add_argument("--tokens", type=int, default=20_000, help="train tokens sampled (val: a quarter)")
     args = parser.parse_args()
     setup_logging(-1, prog="position_readout")
     load_builtins()
-    if len(args.checkpoints) > len(args.backbones):
-        parser.error(f"{len(args.checkpoints)} --checkpoints for {len(args.backbones)} --backbones")
-    checkpoints = args.checkpoints + [None] * (len(args.backbones) - len(args.checkpoints))
-    for name, checkpoint in zip(args.backbones, checkpoints, strict=True):
+    for name, checkpoint in backbone_checkpoints(parser, args):
         try:
             feats, _ = features(name, args.cache_dir, args.task, checkpoint)
         except TotoEvalError as err:  # an unknown name, unreadable data: one line, the rows printed so far kept

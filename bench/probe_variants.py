@@ -2,9 +2,9 @@
 
 A probe task that reads near chance may be limited by the tokens or by the probe. This script reads the task's
 cached train and val tokens (extracting them on first use, exactly as the task does: `motion_readout.features`)
-and trains, per backbone, layer and seed, a plain attentive probe on ALL train samples: batch norm without
-affine, one learned query over 4 heads, a linear classifier (the shape of the task's probe, not its grid of
-learning rates and its holdout), AdamW with cosine decay, the val views' probabilities averaged. With
+and trains, per backbone, layer and seed, one attentive probe (`harness.probes.AttentiveProbe`, 4 heads: the
+task's probe without its grid of learning rates and its holdout) on ALL train samples, AdamW with cosine decay,
+the val views' probabilities averaged. With
 `--position-table` each run is repeated with a learned table of one vector per token added after the batch norm:
 the probe is then told where each token is, which the task's probe (like Toto's and V-JEPA's) is not.
 
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from backbone_args import add_backbone_args, backbone_checkpoints  # a sibling script
 from motion_readout import features  # a sibling script: the task's cached tokens, every layer
 from torch import nn
 
@@ -32,32 +33,24 @@ from toto_eval.common.errors import TotoEvalError
 from toto_eval.common.files import default_cache_dir
 from toto_eval.common.log import setup_logging
 from toto_eval.harness.evaluate import load_builtins
+from toto_eval.harness.probes import AttentiveProbe
 
 HEADS = 4
 TASKS = ("k400_probe", "cater", "imagenet_probe")
 
 
-class Probe(nn.Module):
-    """(B, N, D) tokens -> (B, C) logits: batch norm, optional position table, one query, 4 heads, linear."""
+class Probe(AttentiveProbe):
+    """The harness's attentive probe (4 heads), with an optional learned table of one vector per token added to
+    the normalised tokens: the probe is then told where each token is."""
 
     def __init__(self, tokens: int, dim: int, classes: int, position_table: bool) -> None:
-        super().__init__()
-        self.norm = nn.BatchNorm1d(dim, affine=False)
-        self.query = nn.Parameter(torch.randn(dim) * 0.02)
-        self.key, self.value = nn.Linear(dim, dim, bias=False), nn.Linear(dim, dim, bias=False)
-        self.classify = nn.Linear(dim, classes, bias=False)
+        super().__init__(dim, HEADS, classes)
         # Drawn last, so a probe with the table starts from the same query and weights as one without.
         self.position = nn.Parameter(torch.randn(tokens, dim)) if position_table else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        x = self.norm(x.transpose(1, 2)).transpose(1, 2)
-        if self.position is not None:
-            x = x + self.position
-        k = self.key(x).view(b, n, HEADS, -1).transpose(1, 2)
-        v = self.value(x).view(b, n, HEADS, -1).transpose(1, 2)
-        q = self.query.view(1, HEADS, 1, -1).expand(b, -1, -1, -1)
-        return self.classify(F.scaled_dot_product_attention(q, k, v).reshape(b, d))
+        x = self.normalize(x)
+        return self.classifier(self.attend(x if self.position is None else x + self.position))
 
 
 def train_and_test(
@@ -102,8 +95,7 @@ def per_class(hits: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=TASKS, default="k400_probe")
-    parser.add_argument("--backbones", nargs="+", required=True, help="registered names; NAME:random = untrained")
-    parser.add_argument("--checkpoints", nargs="+", help="one checkpoint per backbone ('-': the default weights)")
+    add_backbone_args(parser)
     parser.add_argument("--layers", type=int, nargs="+", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=40)
@@ -113,15 +105,13 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    checkpoints = args.checkpoints or ["-"] * len(args.backbones)
-    if len(checkpoints) != len(args.backbones):
-        parser.error("--checkpoints needs one entry per backbone")
+    backbones = backbone_checkpoints(parser, args)
     torch.set_num_threads(args.threads)
     setup_logging(-1, prog="probe_variants")
     load_builtins()
-    for name, checkpoint in zip(args.backbones, checkpoints, strict=True):
+    for name, checkpoint in backbones:
         try:
-            feats, _ = features(name, args.cache_dir, args.task, None if checkpoint == "-" else checkpoint)
+            feats, _ = features(name, args.cache_dir, args.task, checkpoint)
         except TotoEvalError as err:  # an unknown name, unreadable data: one line, the rows printed so far kept
             raise SystemExit(f"probe_variants: {name}: {err}") from None
         train, val = feats["train"], feats["val"]
@@ -130,7 +120,7 @@ def main() -> None:
             raise SystemExit(f"probe_variants: {name} has no layer {missing[0]} (layers 0-{max(train.tokens)})")
         y, yv = torch.as_tensor(train.labels).long(), torch.as_tensor(val.labels).long()
         names = class_names(args.task, int(y.max()) + 1)
-        label = name if checkpoint == "-" else f"{name}@{checkpoint}"
+        label = name if checkpoint is None else f"{name}@{checkpoint}"
         for table in (False, True) if args.position_table else (False,):
             hits = []
             for layer in args.layers:

@@ -79,13 +79,19 @@ class AttentiveProbe(nn.Module):
         self.classifier = nn.Linear(dim, num_classes, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, N, D) -> (B, C)
+        return self.classifier(self.attend(self.normalize(x)))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D), statistics over batch and tokens."""
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) normalised tokens -> (B, D): the learned query's multi-head attention pool."""
         b, n, d = x.shape
-        x = self.norm(x.transpose(1, 2)).transpose(1, 2)  # statistics over batch and tokens
         k = self.k(x).view(b, n, self.num_heads, -1).transpose(1, 2)  # (B, h, N, dh)
         v = self.v(x).view(b, n, self.num_heads, -1).transpose(1, 2)
         q = self.query.view(1, self.num_heads, 1, -1).expand(b, -1, -1, -1)  # (B, h, 1, dh)
-        pooled = F.scaled_dot_product_attention(q, k, v).reshape(b, d)
-        return self.classifier(pooled)
+        return F.scaled_dot_product_attention(q, k, v).reshape(b, d)
 
 
 class LinearProbe(nn.Module):
